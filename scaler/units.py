@@ -1,0 +1,57 @@
+"""Durations as they appear in YAML ("15s", "5m", "300ms", 1.5) parsed to float seconds."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number (already seconds) or a Prometheus-style string such as "1m30s"."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '15s', '5m'")
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("a duration must be a number of seconds or a string like '15s', '5m'")
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"cannot read {value!r} as a duration (use e.g. '300ms', '15s', '5m', '1h30m')")
+    return total
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+"""A non-negative duration in seconds; YAML may say 15, "15s", "5m", "1h30m"."""
+
+PositiveSeconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+"""A duration in seconds that must be greater than zero."""
+
+
+def format_duration(seconds: float) -> str:
+    """'1h30m', '15s', '250ms': the shortest exact spelling, for reports."""
+    if seconds < 1 and seconds > 0:
+        return f"{seconds * 1000:g}ms"
+    out, rest = [], float(seconds)
+    for unit in ("d", "h", "m"):
+        n = int(rest // _UNITS[unit])
+        if n:
+            out.append(f"{n}{unit}")
+            rest -= n * _UNITS[unit]
+    if rest or not out:
+        out.append(f"{rest:g}s")
+    return "".join(out)
