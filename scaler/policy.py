@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,7 +20,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class MetricKind(str, Enum):
+class MetricKind(StrEnum):
     utilization = "utilization"  # per-replica average that falls as replicas rise (CPU %, requests/replica)
     latency = "latency"  # seconds, e.g. p95 response time
     error_rate = "error_rate"  # fraction of requests that fail, 0..1

@@ -1,0 +1,73 @@
+"""Simulation speed and memory: 1, 100 and 1,000 targets x 1 week at 15 s, one line each.
+
+Each size runs in its own process so peak RSS is that size's own. Demand is the bundled real CPU trace,
+shifted and scaled differently for every target. Target: 1,000 targets in <= 4 s (>= 10 M target-ticks/s),
+peak RSS <= 2 GB.
+
+    python benchmarks/bench_simulate.py [--policy policies/web.yaml] [--targets 1 100 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WEEK = 7 * 86400
+
+
+def one(policy_path: str, targets: int) -> dict:
+    from scaler import defaults
+    from scaler.metrics.recorded import load_recording, resample
+    from scaler.policy import load_policy
+    from scaler.simulate import Demand, run
+    from scaler.world import World
+
+    policy = load_policy(policy_path)
+    rec = load_recording(defaults.DEFAULT_TRACE, metric="cpu")
+    _, series, _ = resample(rec, interval=policy.interval)
+    base = series["cpu"][0]
+    ticks = int(WEEK / policy.interval)
+    rng = np.random.default_rng(7)
+    shifts = rng.integers(0, len(base) - ticks, size=targets)
+    scale = rng.uniform(0.5, 3.0, size=targets)[:, None]
+    idx = shifts[:, None] + np.arange(ticks)[None, :]
+    load = np.nan_to_num(base[idx]) / 100.0 * 4.0 * scale
+    times = 1_700_000_000.0 + np.arange(ticks) * policy.interval
+    demand = Demand(times=times, load=load, gauges={}, initial=np.full(targets, 4.0), load_metric="cpu",
+                    sample_step=300.0)
+    start = time.perf_counter()
+    result = run(policy, demand, World(), targets=tuple(f"t{i}" for i in range(targets)), record=False)
+    secs = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"targets": targets, "ticks": ticks, "seconds": secs, "rate": targets * ticks / secs / 1e6,
+            "peak_rss_mb": peak_mb, "replica_hours": float(result.replica_hours.sum())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", default=str(ROOT / "policies" / "web.yaml"))
+    ap.add_argument("--targets", type=int, nargs="+", default=[1, 100, 1000])
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(one(args.policy, args.child)))
+        return
+    print(f"policy={Path(args.policy).name}")
+    for n in args.targets:
+        done = subprocess.run([sys.executable, __file__, "--policy", args.policy, "--child", str(n)],
+                              capture_output=True, text=True, check=True)
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"targets={r['targets']} ticks={r['ticks']} {r['seconds']:.1f} s "
+              f"{r['rate']:.1f} M target-ticks/s peak-rss={r['peak_rss_mb']:.0f} MB", flush=True)
+
+
+if __name__ == "__main__":
+    main()

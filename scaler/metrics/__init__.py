@@ -1,0 +1,1 @@
+"""Metric sources: recorded files now, live Prometheus later."""

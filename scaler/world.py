@@ -1,0 +1,47 @@
+"""The simulated world a replay runs against: demand from the recording, replicas that take time to start,
+metrics that arrive late, latency from a queueing model, and errors when demand exceeds capacity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from scaler.units import Seconds
+
+# p95 of an exponential sojourn time is ln(20) = 3.0 times its mean.
+P95_FACTOR = math.log(20.0)
+
+
+class World(BaseModel):
+    """Model parameters, reported in summary.json so a result can be reproduced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    startup_delay: Seconds = Field(60.0, description="Seconds from requesting a replica to it serving")
+    lag: Seconds = Field(30.0, description="Seconds the controller's view trails reality (a rate window)")
+    service_time: Seconds = Field(
+        0.02, description="Mean seconds one request takes on an idle replica (sets the latency curve)"
+    )
+    latency_cap: Seconds = Field(10.0, description="Latency of a saturated replica (a client timeout)")
+    recorded_replicas: float = Field(
+        4.0, gt=0, description="Replicas serving when a utilization recording was made (if it has no column)"
+    )
+    capacity: float | None = Field(
+        None, gt=0, description="Count recordings: demand one replica serves at 100 % (per sample)"
+    )
+    load: str | None = Field(None, description="Recorded metric that drives demand (default: inferred)")
+
+    def latency(self, rho: np.ndarray) -> np.ndarray:
+        """p95 latency (s) of one replica at utilization rho, as an M/M/1 queue: S * ln 20 / (1 - rho).
+
+        20 ms service: rho 0.5 -> 0.12 s, 0.7 -> 0.20 s, 0.8 -> 0.30 s, 0.9 -> 0.60 s; >= cap -> cap.
+        """
+        lat = self.service_time * P95_FACTOR / np.maximum(1.0 - rho, 1e-12)
+        return np.minimum(np.where(rho >= 1.0, self.latency_cap, lat), self.latency_cap)
+
+    @staticmethod
+    def error_rate(rho: np.ndarray) -> np.ndarray:
+        """Fraction of requests that fail: the share of demand above capacity (rho 1.25 -> 0.2)."""
+        return np.maximum(1.0 - 1.0 / np.maximum(rho, 1.0), 0.0)
