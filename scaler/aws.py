@@ -1,0 +1,121 @@
+"""One boto3 client factory (region, endpoint, no botocore retries) and AWS error classification by code."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from scaler.errors import PermanentError, ProviderError, TransientError
+
+# Codes AWS uses for "slow down" or "try again". Matched exactly; message text is never read.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+        "EC2ThrottledException",
+        "PriorRequestNotComplete",  # Route 53: an earlier change to the zone is still being applied
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+    }
+)
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where AWS calls go. `endpoint_url` points every client at one endpoint (a moto server, a proxy)."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    profile: str | None = None
+    connect_timeout: float = 5.0  # seconds to open a connection
+    read_timeout: float = 15.0  # seconds to wait for a response
+
+
+def client_config(settings: AwsSettings) -> Config:
+    """botocore retries off (one HTTP send per call) so the caller's tenacity policy owns every retry.
+
+    `total_max_attempts: 1` is the setting that really means one send; `max_attempts: 1` still retries once.
+    """
+    return Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+    )
+
+
+class AwsClients:
+    """Creates each service's client once and hands the same one back (clients are thread-safe)."""
+
+    def __init__(self, settings: AwsSettings | None = None) -> None:
+        self.settings = settings or AwsSettings()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self._session: boto3.session.Session | None = None
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        """The client for `service` in `region` (default: the settings' region)."""
+        region = region or self.settings.region
+        with self._lock:
+            found = self._clients.get((service, region))
+            if found is None:
+                # A boto3 Session is not thread-safe, so creating clients happens under the lock.
+                if self._session is None:
+                    self._session = boto3.session.Session(profile_name=self.settings.profile)
+                found = self._session.client(
+                    service,
+                    region_name=region,
+                    endpoint_url=self.settings.endpoint_url,
+                    config=client_config(self.settings),
+                )
+                self._clients[(service, region)] = found
+            return found
+
+
+def error_code(error: BaseException) -> str:
+    """The AWS error code of a ClientError ('' for anything else)."""
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def classify(error: BaseException, *, provider: str = "aws") -> ProviderError:
+    """A botocore error as TransientError or PermanentError, decided by code and HTTP status only."""
+    if isinstance(error, ClientError):
+        code = error_code(error)
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        operation = getattr(error, "operation_name", "") or ""
+        message = str(error.response.get("Error", {}).get("Message", ""))
+        text = f"{provider} {operation}: {code or 'error'} (HTTP {status}) {message}".rstrip()
+        if code in TRANSIENT_CODES or status >= 500 or status == 429:
+            return TransientError(text, provider=provider, code=code)
+        return PermanentError(text, provider=provider, code=code)
+    if isinstance(error, BotoConnectionError | HTTPClientError):
+        return TransientError(
+            f"{provider}: connection failed ({type(error).__name__})",
+            provider=provider,
+            code=type(error).__name__,
+        )
+    if isinstance(error, BotoCoreError):
+        # Parameter validation, missing credentials, unknown region: retrying cannot help.
+        return PermanentError(
+            f"{provider}: {type(error).__name__}", provider=provider, code=type(error).__name__
+        )
+    return PermanentError(f"{provider}: {type(error).__name__}", provider=provider, code=type(error).__name__)

@@ -1,0 +1,171 @@
+"""The runbook file format (YAML, pydantic v2) and loading it with every problem reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from scaler.config import read_yaml, validate
+from scaler.errors import ConfigError, Problem
+from scaler.runbook.checks import check
+from scaler.units import PositiveSeconds, Seconds
+
+Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
+RunbookName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=128)]
+OnFailure = Literal["abort", "continue", "rollback"]
+REFERENCE_PREFIXES = ("env:", "file:")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in a runbook must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetrySpec(Strict):
+    """Tries of a whole step when it fails with a transient error (actions are idempotent, so re-running
+    one is safe). attempts 3, backoff 1s, max_delay 30s -> waits of about 1 s, then 2 s."""
+
+    attempts: int = Field(1, ge=1, le=20, description="Tries including the first (1 = no retry)")
+    backoff: Seconds = Field(1.0, description="Seconds before the second try; doubles after each try")
+    max_delay: Seconds = Field(30.0, description="Upper bound on any one delay, seconds")
+
+
+class CallRetrySpec(RetrySpec):
+    """Retries of one provider call on throttling/5xx/connection errors, before the step sees the error."""
+
+    attempts: int = Field(5, ge=1, le=20, description="Tries of one provider call including the first")
+    backoff: Seconds = Field(0.2, description="Seconds before the second try; doubles after each try")
+    max_delay: Seconds = Field(5.0, description="Upper bound on any one delay, seconds")
+
+
+class Param(Strict):
+    """One run parameter. Values arrive as text (CLI, webhook) and are converted to `type`."""
+
+    type: Literal["string", "int", "float", "bool", "list"] = "string"
+    description: str = ""
+    required: bool | None = Field(None, description="Default: required when there is no default")
+    default: Any = None
+    secret: bool = Field(False, description="Masked everywhere it would be written; string only")
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Param:
+        if self.secret and self.type != "string":
+            raise ValueError("secret parameters must be of type string")
+        if self.required and self.default is not None:
+            raise ValueError("a required parameter cannot have a default")
+        if self.secret and self.default is not None and not str(self.default).startswith(REFERENCE_PREFIXES):
+            # The file would then hold the secret itself; point at where it lives instead.
+            raise ValueError("a secret default must be a reference: 'env:VARIABLE' or 'file:/path'")
+        return self
+
+    @property
+    def is_required(self) -> bool:
+        return self.required if self.required is not None else self.default is None
+
+
+class Call(Strict):
+    """An action with inputs: what a step runs on rollback."""
+
+    action: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    region: str | None = Field(None, description="AWS region for this action's calls (default: the step's)")
+
+
+class Check(Call):
+    """A read-only action whose outputs must match `expect` (output name -> value)."""
+
+    description: str = ""
+    expect: dict[str, Any] = Field(min_length=1)
+
+
+class Verify(Check):
+    """Poll a read-only check after the action until it matches, or fail the step."""
+
+    interval: PositiveSeconds = Field(2.0, description="Seconds between polls")
+    timeout: PositiveSeconds = Field(60.0, description="Give up after this many seconds")
+
+
+class Step(Strict):
+    id: Ident
+    action: str
+    description: str = ""
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    region: str | None = Field(None, description="AWS region for this step's calls; may be a template")
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    timeout: PositiveSeconds = Field(300.0, description="Seconds the step may take, waits and retries included")
+    on_failure: OnFailure | None = Field(None, description="Default: the runbook's on_failure")
+    compensate: Call | None = None
+    verify: Verify | None = None
+
+
+class Runbook(Strict):
+    name: RunbookName
+    description: str = ""
+    parameters: dict[Ident, Param] = Field(default_factory=dict)
+    concurrency: str | None = Field(
+        None, description="Scope template; runs with the same resolved scope never overlap (default: name)"
+    )
+    on_failure: OnFailure = "rollback"
+    call_retry: CallRetrySpec = Field(default_factory=CallRetrySpec)
+    preconditions: list[Check] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+
+    def step(self, step_id: str) -> Step:
+        return next(s for s in self.steps if s.id == step_id)
+
+    def policy(self, step: Step) -> OnFailure:
+        return step.on_failure or self.on_failure
+
+
+def load(path: str | Path) -> Runbook:
+    """A runbook file, validated; ConfigError names the file and lists every problem with its field path."""
+    data = read_yaml(path)
+    problems: list[Problem] = []
+    model: Runbook | None = None
+    try:
+        model = validate(Runbook, data, path)
+    except ConfigError as e:
+        problems += e.problems
+    if isinstance(data, dict):
+        problems += [p for p in check(data) if p not in problems]
+    if problems:
+        raise ConfigError(path, problems)
+    assert model is not None
+    return model
+
+
+def runbook_files(directory: Path) -> list[Path]:
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
+def load_dir(directory: str | Path) -> dict[str, tuple[Path, Runbook]]:
+    """Every runbook in a directory by name. One bad file raises its own error; several, one combined."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ConfigError(directory, "runbooks directory not found")
+    found: dict[str, tuple[Path, Runbook]] = {}
+    errors: list[ConfigError] = []
+    for path in runbook_files(directory):
+        try:
+            rb = load(path)
+        except ConfigError as e:
+            errors.append(e)
+            continue
+        if rb.name in found:
+            errors.append(
+                ConfigError(path, [Problem("name", f"'{rb.name}' is also defined in {found[rb.name][0].name}")])
+            )
+            continue
+        found[rb.name] = (path, rb)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigError(
+            directory,
+            [Problem(f"{Path(e.source).name}: {p.where}".rstrip(": "), p.what) for e in errors for p in e.problems],
+        )
+    return found

@@ -1,0 +1,138 @@
+"""Run parameters: text from the CLI or a webhook turned into typed values, secrets resolved and masked."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from scaler.errors import Problem
+from scaler.runbook.errors import ParamError
+from scaler.runbook.model import REFERENCE_PREFIXES, Param, Runbook
+from scaler.runbook.redact import MASK
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def convert(spec: Param, value: Any) -> Any:
+    """One value as `spec.type`; raises ValueError saying what was expected."""
+    kind = spec.type
+    if kind == "string":
+        if isinstance(value, bool | dict | list):
+            raise ValueError("expected text")
+        return str(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(f"expected true or false, got {value!r}")
+    if kind == "int":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        try:
+            return int(str(value).strip()) if not isinstance(value, int | float) else int(value)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+    if kind == "float":
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {value!r}") from None
+    # list: a YAML/JSON list, a JSON array in text, or comma-separated text ("a, b,c" -> [a, b, c])
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError("expected a JSON list or comma-separated values") from None
+        if not isinstance(items, list):
+            raise ValueError("expected a JSON list or comma-separated values")
+        return [str(v) for v in items]
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def is_reference(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(REFERENCE_PREFIXES)
+
+
+def dereference(name: str, value: str) -> str:
+    """'env:SLACK_URL' -> the variable's value; 'file:/run/secrets/x' -> the file's text (stripped)."""
+    if value.startswith("env:"):
+        var = value[4:]
+        if var not in os.environ:
+            raise ParamError(f"parameter {name}", f"environment variable {var} is not set")
+        return os.environ[var]
+    path = Path(value[5:])
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ParamError(f"parameter {name}", f"cannot read {path}: {e.strerror}") from None
+
+
+def typed(runbook: Runbook, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Given values (text or native) checked against the runbook, defaults filled in; every problem at once.
+
+    Secret values are returned as given (a literal, or an env:/file: reference to resolve later).
+    """
+    problems: list[Problem] = []
+    out: dict[str, Any] = {}
+    for name in given:
+        if name not in runbook.parameters:
+            known = ", ".join(runbook.parameters) or "none"
+            problems.append(Problem(f"params.{name}", f"unknown parameter (known: {known})"))
+    for name, spec in runbook.parameters.items():
+        if name in given and given[name] is not None:
+            raw = given[name]
+        elif spec.is_required:
+            problems.append(
+                Problem(f"params.{name}", "required" + (f": {spec.description}" if spec.description else ""))
+            )
+            continue
+        elif spec.default is None:
+            out[name] = None
+            continue
+        else:
+            raw = spec.default
+        if spec.secret and is_reference(raw):
+            out[name] = raw
+            continue
+        try:
+            value = convert(spec, raw)
+        except ValueError as e:
+            shown = MASK if spec.secret else raw
+            problems.append(Problem(f"params.{name}", f"{e}".replace(repr(raw), repr(shown))))
+            continue
+        if spec.choices is not None and value not in [convert(spec, c) for c in spec.choices]:
+            problems.append(Problem(f"params.{name}", f"must be one of {spec.choices}"))
+            continue
+        out[name] = value
+    if problems:
+        raise ParamError(f"runbook {runbook.name}", problems)
+    return out
+
+
+def resolve_secrets(runbook: Runbook, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace env:/file: references of secret parameters by what they point at."""
+    out = dict(values)
+    for name, spec in runbook.parameters.items():
+        if spec.secret and is_reference(out.get(name)):
+            out[name] = dereference(name, out[name])
+    return out
+
+
+def for_journal(runbook: Runbook, values: Mapping[str, Any]) -> dict[str, Any]:
+    """What may be written down: secrets become "***", except references, which are not secret."""
+    out = dict(values)
+    for name, spec in runbook.parameters.items():
+        if spec.secret and out.get(name) is not None and not is_reference(out[name]):
+            out[name] = MASK
+    return out
