@@ -13,14 +13,19 @@ from rich.console import Console
 from rich.table import Table
 
 from scaler.errors import ScalerError
+from scaler.runbook.cli import app as runbook_app
+from scaler.serve_cli import serve
 
 app = typer.Typer(help="Metrics-driven autoscaling and disaster recovery.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 policy_app = typer.Typer(help="Check and describe policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+app.add_typer(runbook_app, name="runbook")
+app.command("serve")(serve)
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, files) gets a wide fixed width so tables are not squeezed into 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def friendly(fn):
@@ -128,7 +133,7 @@ def simulate(
 
     if explain:
         _print_explain(results, every_tick=explain_all)
-    table = Table(title=f"{rec.source}: {len(rec.targets)} target(s), "
+    table = Table(title=f"{Path(rec.source).name}: {len(rec.targets)} target(s), "
                         f"{(results[0].times[-1] - results[0].times[0]) / 86400:.1f} days")
     for col in ("policy", "algorithm", "replica-hours", "SLO violated", "scale ups", "scale downs", "peak"):
         table.add_column(col, justify="left" if col in ("policy", "algorithm") else "right")
