@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaler.history import History
+from scaler.history import History, sum_rows
 from scaler.policy import Behavior, Direction
 from scaler.reasons import Reason
 
@@ -31,14 +31,77 @@ def stabilize(
     current, proposal = _f(current), _f(proposal)
     up = recs.min_within(now, up_window, proposal)
     down = recs.max_within(now, down_window, proposal)
-    out = np.where(current < up, up, current)
-    out = np.where(out > down, down, out)
-    return np.where(np.isnan(proposal), np.nan, out)
+    # where(current < up, up, current), then where(out > down, down, out). np.maximum and np.minimum
+    # return their second argument on a tie, as these wheres keep theirs; they differ only where up or
+    # down is NaN, which needs a NaN proposal, and the result is NaN there anyway (below).
+    out = np.minimum(down, np.maximum(up, current))
+    missing = proposal != proposal
+    return np.where(missing, np.nan, out) if np.count_nonzero(missing) else out
 
 
-def _period_start(current: np.ndarray, up_events: History, down_events: History, now: float, period: float):
-    # The count this period began with: 6 now, +4 and -2 inside the period -> it began at 4.
-    return current - up_events.sum_within(now, period) + down_events.sum_within(now, period)
+class _PeriodStarts:
+    """The count each rate-limit period began with, per period, computed once however many policies (up and
+    down) share a period: the scale-up and scale-down policies of one tick look at the same two histories."""
+
+    def __init__(self, current: np.ndarray, up_events: History, down_events: History, now: float) -> None:
+        self.current, self.up, self.down, self.now = current, up_events, down_events, now
+        self.seen: dict[float, np.ndarray] = {}
+
+    def __call__(self, period: float, targets: np.ndarray) -> np.ndarray:
+        """The period's start for the targets at these indices."""
+        start = self.seen.get(period)
+        if start is None:
+            # The count this period began with: 6 now, +4 and -2 inside the period -> it began at 4.
+            up_slots = self.up.within(self.now, period)
+            # Event histories pushed together may share one array of slot times: then one mask serves both.
+            down_slots = up_slots if self.down.t is self.up.t else self.down.within(self.now, period)
+            ups, downs = self.up.rows(up_slots), self.down.rows(down_slots)
+            if ups is None and downs is None:
+                # No event in the period: current - 0 + 0, which is current + 0 to the bit (0 - 0 = 0 keeps
+                # a -0 only until the + 0).
+                start = self.current + 0.0
+            else:
+                # Sums that count NaN as 0 (History.sum_of). A NaN or inf among the values would make the
+                # plain sums, and so start, NaN or inf: a finite start means there was none to count as 0.
+                start = self.current - (0.0 if ups is None else sum_rows(ups)) + (0.0 if downs is None else
+                                                                                  sum_rows(downs))
+                if np.count_nonzero(np.isfinite(start)) != start.size:
+                    start = self.current - self.up.sum_of(up_slots) + self.down.sum_of(down_slots)
+            self.seen[period] = start
+        return start[targets]
+
+
+def _up_limit(current: np.ndarray, direction: Direction, period_start: _PeriodStarts, targets) -> np.ndarray:
+    if direction.select == "disabled":
+        return current.copy()
+    pick = np.maximum if direction.select == "max" else np.minimum
+    out = None
+    for p in direction.policies:
+        start = period_start(p.period, targets)
+        if p.type == "pods":
+            proposed = start + p.value
+        else:
+            # Same float expression as HPA, so its rounding matches too: 100 * (1 + 10/100) is
+            # 110.00000000000001, which rounds up to 111.
+            proposed = np.ceil(start * (1 + p.value / 100))
+        # The first policy alone is pick(-inf or +inf, proposed) = proposed: start from it.
+        out = proposed if out is None else pick(out, proposed)
+    return np.full(current.shape, -np.inf if direction.select == "max" else np.inf) if out is None else out
+
+
+def _down_limit(current: np.ndarray, direction: Direction, period_start: _PeriodStarts, targets) -> np.ndarray:
+    if direction.select == "disabled":
+        return current.copy()
+    pick = np.minimum if direction.select == "max" else np.maximum
+    out = None
+    for p in direction.policies:
+        start = period_start(p.period, targets)
+        if p.type == "pods":
+            proposed = start - p.value
+        else:
+            proposed = np.trunc(start * (1 - p.value / 100))
+        out = proposed if out is None else pick(out, proposed)
+    return np.full(current.shape, np.inf if direction.select == "max" else -np.inf) if out is None else out
 
 
 def scale_up_limit(
@@ -52,20 +115,7 @@ def scale_up_limit(
     of scale-ups under a tighter policy); rate_limit raises it back to current.
     """
     current = _f(current)
-    if direction.select == "disabled":
-        return current.copy()
-    pick = np.maximum if direction.select == "max" else np.minimum
-    out = np.full(current.shape, -np.inf if direction.select == "max" else np.inf)
-    for p in direction.policies:
-        start = _period_start(current, up_events, down_events, now, p.period)
-        if p.type == "pods":
-            proposed = start + p.value
-        else:
-            # Same float expression as HPA, so its rounding matches too: 100 * (1 + 10/100) is
-            # 110.00000000000001, which rounds up to 111.
-            proposed = np.ceil(start * (1 + p.value / 100))
-        out = pick(out, proposed)
-    return out
+    return _up_limit(current, direction, _PeriodStarts(current, up_events, down_events, now), slice(None))
 
 
 def scale_down_limit(
@@ -78,18 +128,11 @@ def scale_down_limit(
     min the smallest; disabled allows nothing below current.
     """
     current = _f(current)
-    if direction.select == "disabled":
-        return current.copy()
-    pick = np.minimum if direction.select == "max" else np.maximum
-    out = np.full(current.shape, np.inf if direction.select == "max" else -np.inf)
-    for p in direction.policies:
-        start = _period_start(current, up_events, down_events, now, p.period)
-        if p.type == "pods":
-            proposed = start - p.value
-        else:
-            proposed = np.trunc(start * (1 - p.value / 100))
-        out = pick(out, proposed)
-    return out
+    return _down_limit(current, direction, _PeriodStarts(current, up_events, down_events, now), slice(None))
+
+
+_UP_LIMIT, _TOO_MANY = int(Reason.SCALE_UP_LIMIT), int(Reason.TOO_MANY_REPLICAS)
+_DOWN_LIMIT, _TOO_FEW = int(Reason.SCALE_DOWN_LIMIT), int(Reason.TOO_FEW_REPLICAS)
 
 
 def rate_limit(
@@ -112,24 +155,29 @@ def rate_limit(
     """
     desired, current = _f(desired), _f(current)
     lo, hi = _f(min_replicas), _f(max_replicas)
-    with np.errstate(invalid="ignore"):
-        going_up = desired > current
-        going_down = desired < current
-
-    events = (up_events, down_events, now)
-    up_limit = np.maximum(scale_up_limit(current, *events, behavior.scale_up), current)
-    ceiling = np.where(hi > up_limit, up_limit, hi)
-    up_reason = np.where(hi > up_limit, Reason.SCALE_UP_LIMIT, Reason.TOO_MANY_REPLICAS)
-    capped = going_up & (desired > ceiling)
-
-    down_limit = np.minimum(scale_down_limit(current, *events, behavior.scale_down), current)
-    floor = np.where(lo < down_limit, down_limit, lo)
-    down_reason = np.where(lo < down_limit, Reason.SCALE_DOWN_LIMIT, Reason.TOO_FEW_REPLICAS)
-    raised = going_down & (desired < floor)
-
-    value = np.where(capped, ceiling, np.where(raised, floor, desired))
-    mask = np.where(capped, up_reason, 0) | np.where(raised, down_reason, 0)
-    return value, mask.astype(np.int64)
+    period_start = _PeriodStarts(current, up_events, down_events, now)
+    value, mask = desired.copy(), np.zeros(desired.shape, dtype=np.int64)
+    # Each direction's limit only acts where a target moves that way (elsewhere its `capped` or `raised`
+    # is False and nothing changes), so it is worked out for those targets alone: usually a few.
+    going_up = (desired > current).nonzero()[0]  # comparisons with NaN are False, and quiet
+    if going_up.size:
+        cur, want, top = current[going_up], desired[going_up], hi if hi.ndim == 0 else hi[going_up]
+        up_limit = np.maximum(_up_limit(cur, behavior.scale_up, period_start, going_up), cur)
+        rate_bound = top > up_limit
+        ceiling = np.where(rate_bound, up_limit, top)
+        capped = want > ceiling
+        value[going_up] = np.where(capped, ceiling, want)
+        mask[going_up] = np.where(capped, np.where(rate_bound, _UP_LIMIT, _TOO_MANY), 0)
+    going_down = (desired < current).nonzero()[0]
+    if going_down.size:
+        cur, want, bottom = current[going_down], desired[going_down], lo if lo.ndim == 0 else lo[going_down]
+        down_limit = np.minimum(_down_limit(cur, behavior.scale_down, period_start, going_down), cur)
+        rate_bound = bottom < down_limit
+        floor = np.where(rate_bound, down_limit, bottom)
+        raised = want < floor
+        value[going_down] = np.where(raised, floor, want)
+        mask[going_down] = np.where(raised, np.where(rate_bound, _DOWN_LIMIT, _TOO_FEW), 0)
+    return value, mask
 
 
 def record_events(

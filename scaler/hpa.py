@@ -56,28 +56,43 @@ def proposals(
     target = _f(targets).reshape(-1, 1)
     cur = _f(current)[None, :]
     rdy = _f(ready)[None, :]
-    kind = np.array([MetricKind(k).value for k in kinds]).reshape(-1, 1)
+    kind = [MetricKind(k) for k in kinds]
+    util_rows = [k == MetricKind.utilization for k in kind]
+    gauge_rows = [k == MetricKind.gauge for k in kind]
     lo, hi = 1.0 - tolerance.down, 1.0 + tolerance.up
 
+    # Each branch below is computed only when some metric is of its kind, and each np.where that would
+    # select nothing is skipped: where(all False, a, b) is b itself, so the values do not change.
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = values / target
-        sized = np.where((lo <= ratio) & (ratio <= hi), cur, np.ceil(ratio * rdy))
-        plain = np.where(cur == 0, np.ceil(ratio), sized)
+        out = None
+        if not all(gauge_rows):
+            sized = np.where((lo <= ratio) & (ratio <= hi), cur, np.ceil(ratio * rdy))
+        if not all(u or g for u, g in zip(util_rows, gauge_rows, strict=True)):
+            zero = cur == 0
+            plain = np.where(zero, np.ceil(ratio), sized) if np.count_nonzero(zero) else sized
+            out = plain
+        if any(util_rows):
+            util = sized
+            # Unready replicas (current - ready) carry 0 % on a scale-up: recompute over every replica.
+            unready_up = (rdy < cur) & (ratio > 1.0)
+            if np.count_nonzero(unready_up):
+                new_ratio = (values * rdy / cur) / target
+                new = np.ceil(new_ratio * cur)
+                hold = ((lo <= new_ratio) & (new_ratio <= hi)) | (new_ratio < 1.0) | (new < cur)
+                util = np.where(unready_up, np.where(hold, cur, new), sized)
+            none_ready = rdy <= 0
+            if np.count_nonzero(none_ready):
+                util = np.where(none_ready, np.nan, util)
+            out = util if out is None else np.where(np.array(util_rows).reshape(-1, 1), util, out)
+        if any(gauge_rows):
+            gauge_ratio = values / (target * cur)
+            gauge_within = (lo <= gauge_ratio) & (gauge_ratio <= hi)
+            gauge = np.where(gauge_within, cur, np.ceil(values / target))
+            out = gauge if out is None else np.where(np.array(gauge_rows).reshape(-1, 1), gauge, out)
 
-        # Unready replicas (current - ready) carry 0 % on a scale-up: recompute over every replica.
-        new_ratio = (values * rdy / cur) / target
-        new = np.ceil(new_ratio * cur)
-        hold = ((lo <= new_ratio) & (new_ratio <= hi)) | (new_ratio < 1.0) | (new < cur)
-        unready_up = (rdy < cur) & (ratio > 1.0)
-        util = np.where(rdy <= 0, np.nan, np.where(unready_up, np.where(hold, cur, new), sized))
-
-        gauge_ratio = values / (target * cur)
-        gauge_within = (lo <= gauge_ratio) & (gauge_ratio <= hi)
-        gauge = np.where(gauge_within, cur, np.ceil(values / target))
-
-    out = np.where(kind == MetricKind.utilization.value, util, plain)
-    out = np.where(kind == MetricKind.gauge.value, gauge, out)
-    return np.where(np.isnan(values), np.nan, out)
+    missing = values != values
+    return np.where(missing, np.nan, out) if np.count_nonzero(missing) else out
 
 
 def precheck(
@@ -125,8 +140,8 @@ def legacy_normalize(
         recent = recs.t >= now - window
     stabilized = proposal
     if recent.any():
-        v = recs.v[:, recent]
-        stabilized = np.fmax(proposal, np.where(np.isnan(v), -np.inf, v).max(axis=1))
+        v = recs.v[recent]
+        stabilized = np.fmax(proposal, np.where(np.isnan(v), -np.inf, v).max(axis=0))
     stabilized = np.where(np.isnan(proposal), np.nan, stabilized)
     with np.errstate(invalid="ignore"):
         mask = np.where(stabilized > proposal, Reason.SCALE_DOWN_STABILIZED, 0)

@@ -6,7 +6,11 @@ all targets at once, so 1,000 targets cost about what one does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import mmap
+import multiprocessing as mp
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -130,13 +134,6 @@ class Result:
         }
 
 
-def _world_metrics(policy: Policy, demand: Demand, k: int, util, latency, errors) -> np.ndarray:
-    """What each policy metric reads in the world at tick k, (metrics, targets)."""
-    by_kind = {MetricKind.utilization: util, MetricKind.latency: latency, MetricKind.error_rate: errors}
-    return np.stack([by_kind[m.kind] if m.kind in by_kind else demand.gauges[m.name][:, k]
-                     for m in policy.metrics])
-
-
 def simulate(
     policy: Policy,
     rec: Recording,
@@ -159,21 +156,117 @@ def run(
     targets: tuple[str, ...],
     record: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> Result:
-    """The tick loop over prepared demand (exposed so benchmarks can build demand without files)."""
+    """The tick loop over prepared demand (exposed so benchmarks can build demand without files).
+
+    workers: processes to split the targets across (None: one per available CPU, up to 2, once there are
+    enough targets to pay for starting one). Targets never interact, so each block is replayed on its own
+    exactly as in one process, and the results are put back together in target order.
+    """
+    ticks, n, m = len(demand.times), demand.load.shape[0], len(policy.metrics)
+    if workers is None:
+        workers = min(2, _cpus()) if n >= _SPLIT_MIN_TARGETS else 1
+    workers = max(1, min(workers, n))
+    if workers > 1 and "fork" not in mp.get_all_start_methods():
+        workers = 1  # the blocks share the demand arrays by forking
+    # With several workers the timeline lives in shared memory, so every worker writes its own columns.
+    tl = _timeline(ticks, m, n, shared=workers > 1) if record else None
+    bounds = np.linspace(0, n, workers + 1).round().astype(int).tolist()
+    blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    children = []
+    for block in blocks[1:]:
+        here, there = mp.get_context("fork").Pipe(duplex=False)
+        child = mp.get_context("fork").Process(target=_worker, args=(there, policy, demand, world, block, tl),
+                                                daemon=True)
+        child.start()
+        there.close()
+        children.append((child, here))
+    try:
+        totals = [_replay(policy, _block(demand, blocks[0]), world, _columns(tl, blocks[0]), progress)]
+        for child, here in children:
+            try:
+                outcome = here.recv()
+            except EOFError:
+                outcome = RuntimeError(f"simulation worker {child.pid} exited without a result")
+            if isinstance(outcome, BaseException):
+                raise outcome
+            totals.append(outcome)
+    finally:
+        for child, here in children:
+            here.close()
+            child.join(timeout=1.0)
+            if child.is_alive():
+                child.terminate()
+    hours, violation, no_data, ups, downs, peak = (np.concatenate(parts) for parts in zip(*totals, strict=True))
+
+    dt = policy.interval
+    notes = []
+    if demand.sample_step > dt:
+        notes.append(f"recorded samples every {demand.sample_step:g} s were held for "
+                     f"{demand.sample_step / dt:g} ticks of {dt:g} s each")
+    return Result(policy=policy, targets=tuple(targets), times=demand.times, world=world, demand=demand,
+                  replica_hours=hours, slo_violation_seconds=violation, no_data_seconds=no_data,
+                  scale_ups=ups, scale_downs=downs, peak_replicas=peak, timeline=tl, notes=notes)
+
+
+# Below this many targets one process is quicker than starting a second one.
+_SPLIT_MIN_TARGETS = 64
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _block(demand: Demand, block: slice) -> Demand:
+    """The demand of the targets in `block` (views, no copies)."""
+    return Demand(times=demand.times, load=demand.load[block], gauges={k: v[block] for k, v in demand.gauges.items()},
+                  initial=demand.initial[block], load_metric=demand.load_metric, sample_step=demand.sample_step)
+
+
+def _columns(tl: Timeline | None, block: slice) -> Timeline | None:
+    """The timeline's columns of the targets in `block` (views into the same arrays)."""
+    if tl is None:
+        return None
+    return Timeline(**{f.name: getattr(tl, f.name)[..., block] for f in dataclasses.fields(Timeline)})
+
+
+def _worker(conn, policy: Policy, demand: Demand, world: World, block: slice, tl: Timeline | None) -> None:
+    """A forked process: replay one block of targets and send back its totals (or the error)."""
+    try:
+        conn.send(_replay(policy, _block(demand, block), world, _columns(tl, block), None))
+    except BaseException as e:  # noqa: BLE001 - handed to the parent, which raises it
+        conn.send(e)
+    finally:
+        conn.close()
+
+
+def _replay(policy: Policy, demand: Demand, world: World, tl: Timeline | None,
+            progress: Callable[[int, int], None] | None):
+    """The closed loop for one block of targets: (replica hours, SLO violation s, no-data s, scale-ups,
+    scale-downs, peak replicas) per target, and the timeline filled in when given."""
     spec = Spec.of(policy)
     dt = policy.interval
     times = demand.times
     ticks, n, m = len(times), demand.load.shape[0], len(policy.metrics)
     slo = policy.slo
+    kinds = [mt.kind for mt in policy.metrics]
+    gauge_names = [mt.name for mt in policy.metrics]
 
     # Startup delay: a replica requested at the end of tick j serves from tick j + d. With newest replicas
     # removed first, ready = the smallest request in effect over the last d ticks (60 s / 15 s -> d = 4).
     d = max(1, int(math.ceil(world.startup_delay / dt))) if world.startup_delay > 0 else 1
     lag = int(round(world.lag / dt))
     requested = demand.initial.astype(float)
-    req_ring = np.tile(requested, (d, 1))
     seen_ring = np.full((lag + 1, m, n), np.nan)
+    # The controller's view is one snapshot from `lag` ago: metrics and the ready count they were read on.
+    # Pairing old utilization with today's ready count would count load against replicas that were not
+    # serving yet, and scale up again each time a batch became ready (HPA ignores such samples too).
+    ready_ring = np.tile(requested, (lag + 1, 1))
+    unseen = np.full((m, n), np.nan)  # what the controller reads before the first sample arrives
     state = initial_state(spec, requested, float(times[0]) if ticks else 0.0)
 
     hours = np.zeros(n)
@@ -182,67 +275,117 @@ def run(
     ups = np.zeros(n, dtype=np.int64)
     downs = np.zeros(n, dtype=np.int64)
     peak = requested.copy()
-    tl = _timeline(ticks, m, n) if record else None
     every = max(1, ticks // 100)
+    # With whole-second ticks every partial sum of `breach * dt` is a whole number of seconds, which float
+    # holds exactly, so adding the ticks one by one or as count * dt gives the same bits.
+    whole_seconds = float(dt).is_integer() and ticks * dt < 2**52
 
+    # Ticks run in chunks: what does not feed back into the next decision (demand laid out tick-major,
+    # gap masks, SLO checks, totals) is done once per chunk on (ticks, targets) arrays instead of once per
+    # tick, and the tick loop itself does only the closed-loop part.
+    chunk = max(1, min(ticks, _CHUNK_CELLS // max(n, 1)))
+    # req[i] is the request decided at tick k0 - d + i (the initial count before tick 0): the d rows before
+    # a tick hold the requests still in effect, so ready = their minimum, and the row just before is current.
+    req = np.tile(requested, (d, 1))
     with np.errstate(all="ignore"):
-        for k in range(ticks):
-            now = float(times[k])
-            ready = req_ring.min(axis=0)
-            load = demand.load[:, k]
-            known = load == load  # False where the recording has a gap
-            rho = np.where(ready > 0, load / ready, np.where(load > 0, np.inf, 0.0))
-            util, latency, errors = 100.0 * np.minimum(rho, 1.0), world.latency(rho), world.error_rate(rho)
-            truth = _world_metrics(policy, demand, k, util, latency, errors)
-            truth[:, ~known] = np.nan
-            seen_ring[k % (lag + 1)] = truth
-            observed = seen_ring[(k - lag) % (lag + 1)] if k >= lag else np.full((m, n), np.nan)
+        for k0 in range(0, ticks, chunk):
+            k1 = min(ticks, k0 + chunk)
+            load_c = np.ascontiguousarray(demand.load[:, k0:k1].T)  # (ticks, targets): a tick is one row
+            known_c = load_c == load_c  # False where the recording has a gap
+            gaps = (~known_c).any(axis=1).tolist()
+            gauges_c = {name: np.ascontiguousarray(demand.gauges[name][:, k0:k1].T)
+                        for name, kind in zip(gauge_names, kinds, strict=True) if kind == MetricKind.gauge}
+            now_c = times[k0:k1].tolist()
+            rho_c = np.empty((k1 - k0, n))
+            req = np.concatenate([req[-d:], np.empty((k1 - k0, n))])
+            for j in range(k1 - k0):
+                k = k0 + j
+                ready = np.minimum.reduce(req[j:j + d], axis=0)
+                load = load_c[j]
+                rho = rho_c[j]
+                if np.count_nonzero(ready > 0) == n:
+                    np.divide(load, ready, out=rho)  # the where below picks load / ready everywhere
+                else:
+                    rho[:] = np.where(ready > 0, load / ready, np.where(load > 0, np.inf, 0.0))
+                truth = seen_ring[k % (lag + 1)]
+                for i, kind in enumerate(kinds):
+                    if kind == MetricKind.utilization:
+                        np.multiply(np.minimum(rho, 1.0, out=truth[i]), 100.0, out=truth[i])
+                    elif kind == MetricKind.latency:
+                        world.latency(rho, out=truth[i])
+                    elif kind == MetricKind.error_rate:
+                        world.error_rate(rho, out=truth[i])
+                    else:
+                        truth[i] = gauges_c[gauge_names[i]][j]
+                if gaps[j]:
+                    truth[:, ~known_c[j]] = np.nan
+                observed = seen_ring[(k - lag) % (lag + 1)] if k >= lag else unseen
+                ready_ring[k % (lag + 1)] = ready
+                seen_ready = ready_ring[(k - lag) % (lag + 1)] if k >= lag else ready
 
-            dec = decide(spec, state, observed, current=requested, ready=ready, now=now, reuse_state=True)
-            state = dec.state
-            desired = dec.desired.astype(float)
+                dec = decide(spec, state, observed, current=requested, ready=seen_ready, now=now_c[j],
+                             reuse_state=True)
+                state = dec.state
+                requested = req[d + j]
+                requested[:] = dec.desired
 
-            breach = np.zeros(n, dtype=bool)
+                if tl is not None:
+                    tl.ready[k] = ready
+                    tl.observed[k] = observed
+                    tl.smoothed[k] = dec.smoothed
+                    tl.reasons[k] = dec.reasons
+                if progress is not None and (k % every == 0 or k == ticks - 1):
+                    progress(k + 1, ticks)
+
+            # The same elementwise SLO checks as a tick would make, on the chunk's (ticks, targets) arrays.
+            breach = np.zeros(rho_c.shape, dtype=bool)
             if slo.latency is not None:
-                breach |= latency > slo.latency
+                breach |= world.latency(rho_c) > slo.latency
             if slo.error_rate is not None:
-                breach |= errors > slo.error_rate
+                breach |= world.error_rate(rho_c) > slo.error_rate
             if slo.utilization is not None:
-                breach |= rho * 100.0 > slo.utilization
-            breach &= known
-            violation += breach * dt
-            no_data += (~known) * dt
-            hours += desired * (dt / 3600.0)
-            ups += desired > requested
-            downs += desired < requested
-            np.maximum(peak, desired, out=peak)
-
+                breach |= rho_c * 100.0 > slo.utilization
+            breach &= known_c
+            before, decided = req[d - 1:-1], req[d:]
+            if whole_seconds:
+                violation += np.count_nonzero(breach, axis=0) * dt
+                no_data += np.count_nonzero(~known_c, axis=0) * dt
+            else:
+                _accumulate(violation, breach * dt)
+                _accumulate(no_data, (~known_c) * dt)
+            _accumulate(hours, decided * (dt / 3600.0))
+            # Counts and maxima do not depend on the order they are taken in.
+            ups += np.count_nonzero(decided > before, axis=0)
+            downs += np.count_nonzero(decided < before, axis=0)
+            np.maximum(peak, np.maximum.reduce(decided, axis=0), out=peak)
             if tl is not None:
-                tl.replicas[k] = requested
-                tl.ready[k] = ready
-                tl.desired[k] = desired
-                tl.demand[k] = load
-                tl.observed[k] = observed
-                tl.smoothed[k] = dec.smoothed
-                tl.slo_ok[k] = np.where(known, ~breach, -1)
-                tl.reasons[k] = dec.reasons
+                tl.replicas[k0:k1] = before
+                tl.desired[k0:k1] = decided
+                tl.demand[k0:k1] = load_c
+                tl.slo_ok[k0:k1] = np.where(known_c, ~breach, -1)
 
-            requested = desired
-            req_ring[k % d] = requested
-            if progress is not None and (k % every == 0 or k == ticks - 1):
-                progress(k + 1, ticks)
-
-    notes = []
-    if demand.sample_step > dt:
-        notes.append(f"recorded samples every {demand.sample_step:g} s were held for "
-                     f"{demand.sample_step / dt:g} ticks of {dt:g} s each")
-    return Result(policy=policy, targets=tuple(targets), times=times, world=world, demand=demand,
-                  replica_hours=hours, slo_violation_seconds=violation, no_data_seconds=no_data,
-                  scale_ups=ups, scale_downs=downs, peak_replicas=peak, timeline=tl, notes=notes)
+    return hours, violation, no_data, ups, downs, peak
 
 
-def _timeline(ticks: int, m: int, n: int) -> Timeline:
-    z = lambda *s: np.zeros(s)  # noqa: E731
+# Ticks per chunk x targets: about 1 MB per (chunk, targets) float array.
+_CHUNK_CELLS = 1 << 17
+
+
+def _accumulate(total: np.ndarray, terms: np.ndarray) -> None:
+    """total += terms[0]; total += terms[1]; ... in that order, as the ticks would add them one by one."""
+    for row in terms:
+        total += row
+
+
+def _timeline(ticks: int, m: int, n: int, *, shared: bool = False) -> Timeline:
+    """Zeroed timeline arrays; `shared` puts them in memory that forked workers write into too."""
+
+    def z(*shape, dtype=float):
+        if not shared:
+            return np.zeros(shape, dtype=dtype)
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
     return Timeline(replicas=z(ticks, n), ready=z(ticks, n), desired=z(ticks, n), demand=z(ticks, n),
-                    observed=z(ticks, m, n), smoothed=z(ticks, m, n),
-                    slo_ok=np.zeros((ticks, n), dtype=np.int8), reasons=np.zeros((ticks, n), dtype=np.int64))
+                    observed=z(ticks, m, n), smoothed=z(ticks, m, n), slo_ok=z(ticks, n, dtype=np.int8),
+                    reasons=z(ticks, n, dtype=np.int64))

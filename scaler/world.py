@@ -33,15 +33,27 @@ class World(BaseModel):
     )
     load: str | None = Field(None, description="Recorded metric that drives demand (default: inferred)")
 
-    def latency(self, rho: np.ndarray) -> np.ndarray:
+    def latency(self, rho: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """p95 latency (s) of one replica at utilization rho, as an M/M/1 queue: S * ln 20 / (1 - rho).
 
         20 ms service: rho 0.5 -> 0.12 s, 0.7 -> 0.20 s, 0.8 -> 0.30 s, 0.9 -> 0.60 s; >= cap -> cap.
+        `out` (rho's shape) receives the result, which is then what is returned.
         """
-        lat = self.service_time * P95_FACTOR / np.maximum(1.0 - rho, 1e-12)
-        return np.minimum(np.where(rho >= 1.0, self.latency_cap, lat), self.latency_cap)
+        scale = self.service_time * P95_FACTOR
+        lat = np.maximum(np.subtract(1.0, rho, out=out), 1e-12, out=out)
+        lat = np.divide(scale, lat, out=lat)
+        if scale / 1e-12 >= self.latency_cap:
+            # At rho >= 1 the denominator is already 1e-12, so lat is at least the cap and the minimum
+            # below gives the cap without the where(rho >= 1, cap, lat).
+            return np.minimum(lat, self.latency_cap, out=lat)
+        return np.minimum(np.where(rho >= 1.0, self.latency_cap, lat), self.latency_cap, out=lat)
 
     @staticmethod
-    def error_rate(rho: np.ndarray) -> np.ndarray:
-        """Fraction of requests that fail: the share of demand above capacity (rho 1.25 -> 0.2)."""
-        return np.maximum(1.0 - 1.0 / np.maximum(rho, 1.0), 0.0)
+    def error_rate(rho: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Fraction of requests that fail: the share of demand above capacity (rho 1.25 -> 0.2).
+
+        `out` (rho's shape) receives the result, which is then what is returned.
+        """
+        # max(rho, 1) >= 1, so 1 / max(rho, 1) <= 1 and the difference is never below 0: no clamp needed.
+        x = np.maximum(rho, 1.0, out=out)
+        return np.subtract(1.0, np.divide(1.0, x, out=x), out=x)

@@ -47,11 +47,11 @@ TWO = [
     [
         (85, 0.3, 4, 5, Reason.METRIC_UP),  # ceil(4 * 85 / 70) = 5
         (60, 0.3, 4, 4, Reason.IN_BAND),  # 60 % is inside [20, 80]: hold
-        (79, 2.5, 4, 20, Reason.METRIC_UP),  # latency above 2 s: ceil(4 * 2.5 / 0.5) = 20
+        (79, 2.5, 4, 8, Reason.METRIC_UP),  # latency above 2 s: 2.5 / 0.5 = 5x, capped at 2x: ceil(4 * 2) = 8
         (10, 0.3, 4, 3, Reason.METRIC_DOWN),  # all below: max(ceil(4*10/70)=1, ceil(4*0.3/0.5)=3) = 3
         (10, 0.6, 4, 4, Reason.IN_BAND),  # latency 0.6 s is not below 0.5 s: no scale-down
         (NAN, 0.3, 4, 4, Reason.NO_DATA),  # cpu missing, latency low: hold, never scale down
-        (NAN, 2.5, 4, 20, Reason.PARTIAL_DATA_UP),  # cpu missing but latency demands more: scale up
+        (NAN, 2.5, 4, 8, Reason.PARTIAL_DATA_UP),  # cpu missing but latency demands more: scale up
         (NAN, NAN, 4, 4, Reason.NO_DATA),
     ],
     ids=["cpu-above-band", "cpu-in-band", "latency-above-band", "all-below-band", "one-metric-in-band",
@@ -207,3 +207,25 @@ def test_targets_decide_independently_and_match_one_at_a_time():
             alone.tick([cpu[j]], [p95[j]])
         assert alone.current[0] == together.current[j]
         assert alone.last.reasons[0] == together.last.reasons[j]
+
+
+def test_latency_far_above_target_asks_for_at_most_double_the_ready_replicas():
+    # A saturated replica's p95 sits at its timeout: 10 s against 0.5 s would ask ceil(3 * 20) = 60.
+    pol = make_policy(metrics=[{"name": "p95", "kind": "latency", "target": 0.5, "scale_up_above": 2.0,
+                                "scale_down_below": 0.5, "window": {"type": "last"}}])
+    c = Controller(pol, [3])
+    assert c.tick([10.0]).desired[0] == 6
+    # Still no newer reading from the 3 that serve: the ask stays 6, no further climb.
+    assert c.tick([10.0], ready=np.array([3.0])).desired[0] == 6
+
+
+def test_utilization_windows_average_load_not_percentages():
+    # 100 % on 3 replicas then 90 % on 5: 3 and 4.5 replicas of work; the 30 s mean is 3.75 of work,
+    # which on 5 serving replicas reads 75 % (a plain mean of the percentages would say 95 %).
+    pol = make_policy(metrics=[{"name": "cpu", "target": 70, "scale_up_above": 80, "scale_down_below": 50,
+                                "window": {"type": "mean", "length": 30}}])
+    c = Controller(pol, [5])
+    c.tick([100], ready=np.array([3.0]))
+    d = c.tick([90], ready=np.array([5.0]))
+    assert d.smoothed[0, 0] == pytest.approx(75.0)
+    assert d.desired[0] == 5  # 75 % is inside the band: hold

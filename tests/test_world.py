@@ -1,0 +1,39 @@
+"""The simulated world: a steady load settles where the arithmetic says, with no feedback from lag."""
+
+import numpy as np
+import pytest
+
+from scaler.baseline import hpa_baseline
+from scaler.policy import load_policy
+from scaler.simulate import Demand, run
+from scaler.world import World
+from tests.conftest import ROOT
+
+
+def steady(load: float, ticks: int = 240, start: float = 3.0) -> Demand:
+    return Demand(times=1.7e9 + np.arange(ticks) * 15.0, load=np.full((1, ticks), load), gauges={},
+                  initial=np.array([start]), load_metric="cpu", sample_step=15.0)
+
+
+@pytest.mark.parametrize("name", ["web", "hpa-baseline"])
+def test_steady_load_settles_without_overshoot(name):
+    """4.5 replicas of work from 3 replicas: saturated at first, then ceil(4.5 / 0.7) = 7 serve it at 64 %.
+    The controller sees metrics 30 s late together with the ready count they were measured at, so
+    replicas that become ready are not counted against old, saturated readings (which would climb to max)."""
+    web = load_policy(ROOT / "policies" / "web.yaml")
+    policy = web if name == "web" else hpa_baseline(web)
+    r = run(policy, steady(4.5), World(), targets=("t",))
+    final = r.timeline.desired[-1, 0]
+    assert final == 7
+    assert r.peak_replicas[0] <= 8
+
+
+@pytest.mark.parametrize(
+    "rho, latency, errors",
+    [(0.5, 0.02 * np.log(20) / 0.5, 0.0), (0.8, 0.02 * np.log(20) / 0.2, 0.0), (1.25, 10.0, 0.2), (0.0, 0.02 * np.log(20), 0.0)],
+    ids=["half-busy", "at-slo-edge", "overloaded", "idle"],
+)
+def test_queueing_model(rho, latency, errors):
+    w = World()
+    assert w.latency(np.array([rho]))[0] == pytest.approx(latency)
+    assert w.error_rate(np.array([rho]))[0] == pytest.approx(errors)
