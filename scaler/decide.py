@@ -18,7 +18,6 @@ from scaler.policy import MetricKind, Policy
 from scaler.reasons import Reason
 from scaler.smoothing import Smoother, SmoothState
 
-
 # Latency and error rate are not proportional to load: a saturated replica's p95 sits at its timeout
 # (10 s against a 0.5 s target would ask for 20x). One decision asks for at most 2x the serving replicas
 # from them; the next decision sees the effect.

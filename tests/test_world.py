@@ -30,7 +30,8 @@ def test_steady_load_settles_without_overshoot(name):
 
 @pytest.mark.parametrize(
     "rho, latency, errors",
-    [(0.5, 0.02 * np.log(20) / 0.5, 0.0), (0.8, 0.02 * np.log(20) / 0.2, 0.0), (1.25, 10.0, 0.2), (0.0, 0.02 * np.log(20), 0.0)],
+    [(0.5, 0.02 * np.log(20) / 0.5, 0.0), (0.8, 0.02 * np.log(20) / 0.2, 0.0), (1.25, 10.0, 0.2),
+     (0.0, 0.02 * np.log(20), 0.0)],
     ids=["half-busy", "at-slo-edge", "overloaded", "idle"],
 )
 def test_queueing_model(rho, latency, errors):
