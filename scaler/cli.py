@@ -85,7 +85,8 @@ def simulate(
     load: Annotated[str | None, typer.Option(help="Recorded metric that drives demand")] = None,
     capacity: Annotated[float | None, typer.Option(
         help="The recording is a count: demand one replica serves per sample")] = None,
-    recorded_replicas: Annotated[float, typer.Option(help="Replicas serving when a CPU recording was made")] = 4,
+    recorded_replicas: Annotated[float | None, typer.Option(
+        help="Replicas serving when a CPU recording was made [default: 4]")] = None,
     startup_delay: Annotated[str, typer.Option(help="Replica start-up time")] = "60s",
     lag: Annotated[str, typer.Option(help="How late the controller sees metrics")] = "30s",
     service_time: Annotated[str, typer.Option(help="Mean request time on an idle replica")] = "20ms",
@@ -107,13 +108,15 @@ def simulate(
         paths = [defaults.DEFAULT_POLICY, defaults.DEFAULT_TRACE]
         metric = metric or defaults.DEFAULT_METRIC
         compare = compare or ["hpa"]
+        recorded_replicas = recorded_replicas or defaults.DEFAULT_RECORDED_REPLICAS
         out.print(f"No arguments: simulating the bundled policy [bold]{paths[0].name}[/bold] on the bundled "
-                  f"trace [bold]{paths[1].name}[/bold] (NAB, MIT licence), compared with an HPA baseline.")
+                  f"trace [bold]{paths[1].name}[/bold] (NAB, MIT licence, read as the CPU of "
+                  f"{recorded_replicas:g} replicas), compared with an HPA baseline.")
     if len(paths) < 2:
         raise ScalerError("simulate needs at least one POLICY and then METRICS")
     try:
         world = World(startup_delay=parse_duration(startup_delay), lag=parse_duration(lag),
-                      service_time=parse_duration(service_time), recorded_replicas=recorded_replicas,
+                      service_time=parse_duration(service_time), recorded_replicas=recorded_replicas or 4.0,
                       capacity=capacity, load=load)
     except ValueError as e:
         raise ScalerError(f"invalid model option: {e}") from None

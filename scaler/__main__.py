@@ -1,0 +1,5 @@
+"""`python -m scaler` runs the command line."""
+
+from scaler.cli import app
+
+app()
