@@ -45,21 +45,23 @@ class _PeriodStarts:
 
     def __init__(self, current: np.ndarray, up_events: History, down_events: History, now: float) -> None:
         self.current, self.up, self.down, self.now = current, up_events, down_events, now
-        self.seen: dict[float, np.ndarray] = {}
+        self.seen: dict[float, np.ndarray | None] = {}
 
     def __call__(self, period: float, targets: np.ndarray) -> np.ndarray:
         """The period's start for the targets at these indices."""
         start = self.seen.get(period)
-        if start is None:
+        if start is None and period not in self.seen:
             # The count this period began with: 6 now, +4 and -2 inside the period -> it began at 4.
             up_slots = self.up.within(self.now, period)
             # Event histories pushed together may share one array of slot times: then one mask serves both.
             down_slots = up_slots if self.down.t is self.up.t else self.down.within(self.now, period)
-            ups, downs = self.up.rows(up_slots), self.down.rows(down_slots)
+            ups = self.up.rows(up_slots)
+            if down_slots is up_slots:  # the same slots: no need to count them again
+                downs = None if ups is None else self.down.v[up_slots]
+            else:
+                downs = self.down.rows(down_slots)
             if ups is None and downs is None:
-                # No event in the period: current - 0 + 0, which is current + 0 to the bit (0 - 0 = 0 keeps
-                # a -0 only until the + 0).
-                start = self.current + 0.0
+                self.seen[period] = None  # no event in the period: worked out below for `targets` alone
             else:
                 # Sums that count NaN as 0 (History.sum_of). A NaN or inf among the values would make the
                 # plain sums, and so start, NaN or inf: a finite start means there was none to count as 0.
@@ -67,7 +69,10 @@ class _PeriodStarts:
                                                                                   sum_rows(downs))
                 if np.count_nonzero(np.isfinite(start)) != start.size:
                     start = self.current - self.up.sum_of(up_slots) + self.down.sum_of(down_slots)
-            self.seen[period] = start
+                self.seen[period] = start
+        if start is None:
+            # current - 0 + 0, which is current + 0 to the bit (0 - 0 = 0 keeps a -0 only until the + 0).
+            return self.current[targets] + 0.0
         return start[targets]
 
 

@@ -44,6 +44,8 @@ class Spec:
     # Derived from the fields above in __post_init__: plain Python values a tick reads without re-deriving.
     kinds: tuple[MetricKind, ...] = field(init=False, repr=False, compare=False)
     utilization_rows: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    load_rows: tuple[int, ...] = field(init=False, repr=False, compare=False)  # rows where `load` is set
+    bounded_rows: tuple[int, ...] = field(init=False, repr=False, compare=False)  # rows where `bounded` is set
     gauges: int = field(init=False, repr=False, compare=False)  # how many metrics are gauges
     smooths: bool = field(init=False, repr=False, compare=False)  # some window is not "last"
 
@@ -52,6 +54,8 @@ class Spec:
         object.__setattr__(self, "kinds", kinds)
         object.__setattr__(self, "utilization_rows",
                            tuple(i for i, k in enumerate(kinds) if k == MetricKind.utilization))
+        object.__setattr__(self, "load_rows", tuple(int(i) for i in np.flatnonzero(self.load.ravel())))
+        object.__setattr__(self, "bounded_rows", tuple(int(i) for i in np.flatnonzero(self.bounded.ravel())))
         object.__setattr__(self, "gauges", sum(k == MetricKind.gauge for k in kinds))
         object.__setattr__(self, "smooths", any(sm.kind != "last" for sm in self.smoothers))
 
@@ -194,8 +198,8 @@ def _scaler_proposals(spec: Spec, smoothed: np.ndarray, base: np.ndarray) -> np.
     70 % target, 85 % observed on 4 ready -> ceil(4 * 85 / 70) = 5; queue 120 at 10 per replica -> 12.
     """
     ratio = smoothed / spec.target
-    if spec.bounded.any():
-        ratio = np.where(spec.bounded, np.minimum(ratio, MAX_SIGNAL_RATIO), ratio)
+    for i in spec.bounded_rows:  # where(bounded, minimum(ratio, cap), ratio), row by row on the temporary
+        np.minimum(ratio[i], MAX_SIGNAL_RATIO, out=ratio[i])
     if spec.gauges == 0:
         x = np.multiply(ratio, base, out=ratio)  # where(all False, ratio, ratio * base) is ratio * base
     elif spec.gauges == len(spec.kinds):
@@ -205,10 +209,15 @@ def _scaler_proposals(spec: Spec, smoothed: np.ndarray, base: np.ndarray) -> np.
     return np.ceil(np.subtract(x, 1e-9, out=x), out=x)  # _ceil, in place on the temporary
 
 
+_FILLED: dict[tuple[int, int], np.ndarray] = {}
+
+
 def _filled(n: int, value: int) -> np.ndarray:
-    out = np.empty(n, dtype=np.int64)
-    out.fill(value)
-    return out
+    """A new int64 array of n copies of `value` (copied from a kept template: cheaper than filling)."""
+    template = _FILLED.get((n, value))
+    if template is None:
+        template = _FILLED[n, value] = np.full(n, value, dtype=np.int64)
+    return template.copy()
 
 
 def _band(spec: Spec, smoothed: np.ndarray, proposals: np.ndarray, current: np.ndarray):
@@ -230,7 +239,7 @@ def _band(spec: Spec, smoothed: np.ndarray, proposals: np.ndarray, current: np.n
     # Nothing missing: the table's entries for (up, down) = (F, F), (T, F), (F, T). Up and down never hold
     # together (best > current and best < current), so setting the up and the down entries over the
     # inside-the-band one gives each target its own entry.
-    reasons = _filled(current.shape[0], _BAND_TABLE[0])
+    reasons = _filled(current.shape[0], int(_BAND_TABLE[0]))
     reasons[up] = _BAND_TABLE[1]
     reasons[down] = _BAND_TABLE[2]
     return raw, reasons, None, None
@@ -252,8 +261,7 @@ def _hpa_raw(spec: Spec, smoothed: np.ndarray, current: np.ndarray, ready: np.nd
     # Nothing missing (invalid and any_missing all False, raw is best): where raw == current the inputs
     # are (F, F, F, T, F), table entry 8; only the others need a look-up.
     raw = best
-    reasons = np.empty(current.shape[0], dtype=np.int64)
-    reasons.fill(_HPA_TABLE[8])
+    reasons = _filled(current.shape[0], int(_HPA_TABLE[8]))
     movers = (raw != current).nonzero()[0]
     if movers.size:
         r, c = raw[movers], current[movers]
@@ -287,12 +295,16 @@ def decide(
 def _decide(spec: Spec, state: State, observed, current, now: float, ready, reuse: bool) -> Decision:
     pol = spec.policy
     n = current.shape[0]
+    # (Where every target has some ready, where(ready > 0, ready, x) below is ready itself.)
+    all_ready = np.count_nonzero(ready > 0) == n
     # Utilization windows average the load (value x the replicas it was read on), not the percentage: a
     # window holding 100 % on 3 replicas and 90 % on 5 is 3 then 4.5 replicas of work, 75 % of 5, not 95 %.
-    smooths_load = spec.load.any()
-    if smooths_load:
-        serving = np.where(ready > 0, ready, np.nan)
-        observed_in = np.where(spec.load, observed * serving, observed)
+    # Only those rows change (where(load, observed * serving, observed), row by row on a copy).
+    if spec.load_rows:
+        serving = ready if all_ready else np.where(ready > 0, ready, np.nan)
+        observed_in = observed.copy()
+        for i in spec.load_rows:
+            np.multiply(observed[i], serving, out=observed_in[i])
     else:
         observed_in = observed
     # One finiteness check for every metric and target lets the windows skip their NaN bookkeeping.
@@ -300,15 +312,14 @@ def _decide(spec: Spec, state: State, observed, current, now: float, ready, reus
     smoothed = np.empty((len(spec.smoothers), n))
     smooth = [sm.step(state.smooth[i], observed_in[i], inplace=reuse, finite=finite, out=smoothed[i])[1]
               for i, sm in enumerate(spec.smoothers)]
-    if smooths_load:
-        smoothed = np.where(spec.load, smoothed / serving, smoothed)
+    for i in spec.load_rows:  # back to a utilization: where(load, smoothed / serving, smoothed), in place
+        np.divide(smoothed[i], serving, out=smoothed[i])
 
     if pol.algorithm == "hpa":
         proposals, raw, reasons, any_missing, hold = _hpa_raw(spec, smoothed, current, ready)
     else:
         # Replicas still starting carry no load yet; with none ready, size from the requested count.
-        # (Where every target has some ready, where(ready > 0, ready, current) is ready itself.)
-        base = ready if np.count_nonzero(ready > 0) == n else np.where(ready > 0, ready, current)
+        base = ready if all_ready else np.where(ready > 0, ready, current)
         proposals = _scaler_proposals(spec, smoothed, base)
         raw, reasons, any_missing, hold = _band(spec, smoothed, proposals, current)
 
@@ -372,8 +383,7 @@ def _decide(spec: Spec, state: State, observed, current, now: float, ready, reus
         reasons = reasons | step_reasons
     # precheck forces nothing where current is inside [min, max] and not 0, so calling it only when some
     # count is outside [max(min, 1), max] (a slightly wider test than it needs) changes no value.
-    low, high = np.minimum.reduce(current, initial=spec.max), np.maximum.reduce(current, initial=spec.min)
-    if high > spec.max or low < max(spec.min, 1):
+    if np.count_nonzero(current > spec.max) or np.count_nonzero(current < max(spec.min, 1)):
         forced, forced_reasons = hpa.precheck(current, spec.min, spec.max)
         is_forced = ~np.isnan(forced)
         desired = np.where(is_forced, forced, desired)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,7 +89,9 @@ class Smoother:
             value = np.fmax(ring[0], ring[1], out=out) if self.slots == 2 else np.fmax.reduce(ring, axis=0, out=out)
         else:
             # A percentile sorts each target's values, so the ring's layout does not change it.
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                # A target whose window holds no sample yet gives NaN (no data), which is what we want.
+                warnings.simplefilter("ignore", RuntimeWarning)
                 if clean < self.slots and np.isnan(ring).any():
                     value = np.nanpercentile(ring, self.q, axis=0, out=out)
                 else:
