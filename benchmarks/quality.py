@@ -17,7 +17,7 @@ from scaler.baseline import hpa_baseline
 from scaler.metrics.recorded import load_recording
 from scaler.policy import load_policy
 from scaler.simulate import simulate
-from scaler.world import World
+from scaler.world import World, busy_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,17 +31,11 @@ TRACES = [
     "nyc_taxi.csv",
 ]
 COUNTS = {"elb_request_count_8c0756.csv", "nyc_taxi.csv"}
-BUSY = 7.0  # replicas of work at the 99th percentile: 10 replicas (the web policy's max) at 70 %
 
 
 def world_for(name: str, rec) -> World:
-    """One rule for every trace, so no trace is tuned by hand: its 99th-percentile load is BUSY replicas of
-    work. A CPU trace is read as the CPU % of `recorded_replicas` replicas; a count trace is divided by a
-    per-replica `capacity`."""
-    p99 = float(np.nanpercentile(rec.metrics["load"], 99))
-    if name in COUNTS:
-        return World(capacity=p99 / BUSY)
-    return World(recorded_replicas=BUSY / (p99 / 100.0))
+    """Every trace scaled by the same rule (scaler.world.busy_scale): its p99 load is 7 replicas of work."""
+    return World(**busy_scale(rec.metrics["load"], count=name in COUNTS))
 
 
 def cut(rec, days: float | None):

@@ -57,3 +57,15 @@ class World(BaseModel):
         # max(rho, 1) >= 1, so 1 / max(rho, 1) <= 1 and the difference is never below 0: no clamp needed.
         x = np.maximum(rho, 1.0, out=out)
         return np.subtract(1.0, np.divide(1.0, x, out=x), out=x)
+
+
+def busy_scale(values: np.ndarray, *, busy: float = 7.0, count: bool = False) -> dict[str, float]:
+    """World settings that make a recording's 99th-percentile load `busy` replicas of work.
+
+    The default 7 is 10 replicas at 70 %, the web policy's ceiling. A CPU % series gets `recorded_replicas`
+    (p99 of 53 % -> 7 / 0.53 = 13.1 replicas); a count series gets a per-replica `capacity` (p99 / 7). One
+    rule for every trace, so none is tuned by hand.
+    """
+    p99 = float(np.nanpercentile(values, 99))
+    return {"capacity": p99 / busy} if count else {"recorded_replicas": busy / (p99 / 100.0)}
+

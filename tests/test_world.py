@@ -38,3 +38,14 @@ def test_queueing_model(rho, latency, errors):
     w = World()
     assert w.latency(np.array([rho]))[0] == pytest.approx(latency)
     assert w.error_rate(np.array([rho]))[0] == pytest.approx(errors)
+
+
+@pytest.mark.parametrize("count, want", [(False, {"recorded_replicas": 14.0}), (True, {"capacity": 50 / 7})],
+                         ids=["cpu-percent", "count"])
+def test_busy_scale_puts_p99_at_seven_replicas_of_work(count, want):
+    from scaler.world import busy_scale
+
+    values = np.r_[np.full(500, 10.0), np.full(500, 50.0), np.nan]  # p99 = 50 (NaN is a gap, ignored)
+    got = busy_scale(values, count=count)
+    assert got.keys() == want.keys()
+    assert list(got.values())[0] == pytest.approx(list(want.values())[0])
