@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -156,11 +155,9 @@ def test_queries_that_disagree_on_targets_are_a_data_error(prom: RunningPromethe
 
 def test_a_dead_server_fails_fast_with_a_transient_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    began = time.monotonic()
     with pytest.raises(TransientError) as err:
         load_prometheus_range(url, QUERIES, start=T0, end=T0 + 600, step=STEP)
-    # the client's own retries would take ~6 s (3 tries, backoff 1 s)
-    assert time.monotonic() - began < 1.5
+    # (that it makes one request, not the client's default four, is pinned below with a counting server)
     assert err.value.transient and err.value.code == "connection"
 
 
@@ -235,10 +232,8 @@ def test_refusals_are_classified_by_status_after_one_request(
     status: int, body: bytes, content_type: str, expected: type[Exception], says: str
 ) -> None:
     with _canned_server(status, body, content_type) as (url, seen):
-        began = time.monotonic()
         with pytest.raises(expected) as err:
             load_prometheus_range(url, {"cpu": "up"}, start=T0, end=T0 + 600, step=STEP)
-        assert time.monotonic() - began < 1.5
     assert says in str(err.value)
     assert len(seen) == 1, "no hidden retries"
 
