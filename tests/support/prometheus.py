@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -81,11 +83,14 @@ class RunningPrometheus:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] = field(repr=False)
+    # set when the server runs with a web config: TLS with a test CA, basic auth
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
 
     def api(self, path: str, **params: str | float) -> Any:
         """GET /api/v1/<path> and return its `data`; raises on anything but status success."""
         query = urllib.parse.urlencode({k: str(v) for k, v in params.items()})
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as resp:
+        with self.open(f"/api/v1/{path}?{query}", timeout=10) as resp:
             body = json.load(resp)
         if body.get("status") != "success":
             raise RuntimeError(f"prometheus answered {body}")
@@ -94,8 +99,16 @@ class RunningPrometheus:
     def raw(self, path: str, **params: str | float) -> bytes:
         """The undecoded body of GET /api/v1/<path>, e.g. to save a query_range answer as a file."""
         query = urllib.parse.urlencode({k: str(v) for k, v in params.items()})
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as resp:
+        with self.open(f"/api/v1/{path}?{query}", timeout=10) as resp:
             return resp.read()
+
+    def open(self, path: str, *, timeout: float) -> Any:
+        """urlopen(url + path) with this server's CA and credentials, if it has any."""
+        request = urllib.request.Request(f"{self.url}{path}")
+        if self.basic_auth is not None:
+            pair = base64.b64encode(":".join(self.basic_auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {pair}")
+        return urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -137,6 +150,9 @@ def prometheus(
     config: Mapping[str, Any] | None = None,
     extra_args: Sequence[str] = (),
     ready_timeout: float = 30.0,
+    web_config: Mapping[str, Any] | None = None,
+    ca_file: Path | None = None,
+    basic_auth: tuple[str, str] | None = None,
 ) -> Iterator[RunningPrometheus]:
     """Run Prometheus in `workdir` on a free 127.0.0.1 port until the block exits.
 
@@ -144,6 +160,10 @@ def prometheus(
     defaults to no scrape jobs; the storage path, listen address and a 10-year retention are always passed,
     so nothing falls back to the system paths, 0.0.0.0:9090, or a 15-day retention that would drop old
     backfilled blocks once newer data arrives.
+
+    `web_config` is Prometheus's --web.config.file (tls_server_config, basic_auth_users). With TLS the URL
+    is https and the helper trusts `ca_file`; with basic auth it logs in as `basic_auth` (user, password),
+    since only the bcrypt hash is in the web config.
     """
     _require(PROMETHEUS)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +173,14 @@ def prometheus(
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(dict(config or DEFAULT_CONFIG), sort_keys=False))
     log_path = workdir / "prometheus.log"
+    scheme, context, web_args = "http", None, []
+    if web_config is not None:
+        web_path = workdir / "web.yml"
+        web_path.write_text(yaml.safe_dump(dict(web_config), sort_keys=False))
+        web_args = [f"--web.config.file={web_path}"]
+        if "tls_server_config" in web_config:
+            scheme = "https"
+            context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
 
     # the port is free when chosen but may be taken before Prometheus binds it: try a few ports
     for attempt in range(3):
@@ -165,12 +193,15 @@ def prometheus(
                     f"--storage.tsdb.path={data_dir}",
                     f"--web.listen-address=127.0.0.1:{port}",
                     "--storage.tsdb.retention.time=3650d",
+                    *web_args,
                     *extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        prom = RunningPrometheus(f"http://127.0.0.1:{port}", workdir, config_path, data_dir, log_path, proc)
+        prom = RunningPrometheus(
+            f"{scheme}://127.0.0.1:{port}", workdir, config_path, data_dir, log_path, proc, context, basic_auth
+        )
         try:
             if _wait_ready(prom, ready_timeout):
                 yield prom
@@ -199,7 +230,7 @@ def _wait_ready(prom: RunningPrometheus, timeout: float) -> bool:
         if prom.proc.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(f"{prom.url}/-/ready", timeout=1) as resp:
+            with prom.open("/-/ready", timeout=1) as resp:
                 if resp.status == 200:
                     return True
         except (urllib.error.URLError, ConnectionError, TimeoutError):
