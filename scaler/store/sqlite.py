@@ -1,0 +1,84 @@
+"""A StateStore in one SQLite file: one row per key, each save one committed upsert."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from scaler.clock import Clock, SystemClock
+from scaler.errors import PermanentError, ProviderError, TransientError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    updated REAL NOT NULL              -- unix seconds of the last save, for people reading the file
+)
+"""
+
+# SQLite result codes that mean "another connection holds the lock": waiting and trying again helps.
+# Every other failure (disk full, not a database, read-only file, I/O error) needs a person.
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def _error(e: sqlite3.Error | OSError, path: Path, action: str) -> ProviderError:
+    """A sqlite3 or file-system error as TransientError (locked) or PermanentError, by result code."""
+    code = getattr(e, "sqlite_errorcode", None)
+    name = getattr(e, "sqlite_errorname", None) or type(e).__name__
+    text = f"sqlite {path}: {action} failed: {name}"
+    if code is not None and code & 0xFF in _BUSY:  # the low byte is the primary code (extended codes add bits)
+        return TransientError(text, provider="sqlite", code=name)
+    return PermanentError(text, provider="sqlite", code=name)
+
+
+class SqliteStore:
+    """Values by key in one SQLite file (WAL journal, synchronous=FULL: a save is on disk when it returns).
+
+    A connection is opened per call, so one store serves any number of threads (and processes sharing the
+    file). The parent directory is created if missing.
+    """
+
+    def __init__(self, path: str | Path, *, clock: Clock | None = None, timeout: float = 10.0) -> None:
+        """timeout: seconds a call waits for another writer's lock before failing as TransientError."""
+        self.path = Path(path).expanduser()
+        self.clock = clock or SystemClock()
+        self.timeout = timeout
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _error(e, self.path, "create directory") from e
+        with self._connect("open") as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+
+    @contextlib.contextmanager
+    def _connect(self, action: str) -> Iterator[sqlite3.Connection]:
+        """A fresh autocommit connection, closed afterwards; every sqlite3 error becomes a ProviderError."""
+        db = None
+        try:
+            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            db.execute("PRAGMA synchronous=FULL")
+            yield db
+        except sqlite3.Error as e:
+            raise _error(e, self.path, action) from e
+        finally:
+            if db is not None:
+                db.close()
+
+    def load(self, key: str) -> bytes | None:
+        """The last saved value, None if never saved."""
+        with self._connect(f"load {key!r}") as db:
+            row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def save(self, key: str, value: bytes) -> None:
+        """Replace the value: one upsert statement in autocommit mode is its own transaction, so a reader
+        (in WAL mode never blocked by the writer) sees the old row or the new one."""
+        with self._connect(f"save {key!r}") as db:
+            db.execute(
+                "INSERT INTO state (key, value, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+                (key, sqlite3.Binary(value), self.clock.now()),
+            )
