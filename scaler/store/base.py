@@ -25,6 +25,10 @@ class Lease(Protocol):
     def holder(self) -> str:
         """This process's identity (e.g. pod name + random suffix)."""
 
+    @property
+    def leader(self) -> str | None:
+        """Who held the lease at our last acquire (None: unknown or nobody)."""
+
     def acquire(self, now: float) -> bool:
         """Take the lease if free or expired, renew it if ours; True if we hold it until now + ttl."""
 
