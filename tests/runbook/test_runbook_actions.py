@@ -281,7 +281,7 @@ def test_notify_posts_slack_payload_and_retries_5xx(h: Harness, web: Web) -> Non
     assert out == {"status": 200, "severity": "critical"}
     assert len(web.hooks) == 1  # the 503 was not recorded as delivered; the retry was
     body = web.hooks[0]
-    assert body["text"] == "[CRITICAL] Failover db down"
+    assert body["text"] == "[CRITICAL] Failover: db down"
     assert body["attachments"][0]["color"] == "#a30200"
     assert {"title": "run", "value": "run-1", "short": True} in body["attachments"][0]["fields"]
     assert web.hook_headers[0]["Idempotency-Key"]

@@ -8,12 +8,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from scaler.errors import TransientError
+from scaler.notify import slack_payload
 from scaler.runbook.actions.base import Action, ActionContext, Inputs, call, read
 from scaler.runbook.errors import StepTimeout
 from scaler.runbook.records import ProviderCall
 from scaler.units import PositiveSeconds
-
-_COLORS = {"info": "#2eb886", "warning": "#daa038", "critical": "#a30200"}
 
 
 class NotifyInputs(Inputs):
@@ -41,21 +40,7 @@ class Notify(Action[NotifyInputs]):
 
     @staticmethod
     def payload(inputs: NotifyInputs, run_id: str) -> dict[str, Any]:
-        head = f"[{inputs.severity.upper()}] {inputs.title}" if inputs.title else f"[{inputs.severity.upper()}]"
-        return {
-            "text": f"{head} {inputs.text}",
-            "attachments": [
-                {
-                    "color": _COLORS[inputs.severity],
-                    "title": inputs.title or "scaler runbook",
-                    "text": inputs.text,
-                    "fields": [
-                        {"title": "severity", "value": inputs.severity, "short": True},
-                        {"title": "run", "value": run_id, "short": True},
-                    ],
-                }
-            ],
-        }
+        return slack_payload(inputs.severity, inputs.title or "scaler runbook", inputs.text, {"run": run_id})
 
     def run(self, inputs: NotifyInputs, ctx: ActionContext) -> dict[str, Any]:
         # A webhook cannot be asked "did you get this already?"; the idempotency header lets a receiver
