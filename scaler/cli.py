@@ -1,4 +1,4 @@
-"""The `scaler` command line: simulate, policy validate|schema, and the runbook and serve commands."""
+"""The `scaler` command line: run, status, simulate, policy validate|schema, runbook and serve."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scaler.errors import ScalerError
+from scaler.run_cli import run, status
 from scaler.runbook.cli import app as runbook_app
 from scaler.serve_cli import serve
 
@@ -22,6 +23,8 @@ policy_app = typer.Typer(help="Check and describe policies.", no_args_is_help=Tr
 app.add_typer(policy_app, name="policy")
 app.add_typer(runbook_app, name="runbook")
 app.command("serve")(serve)
+app.command("run")(run)
+app.command("status")(status)
 
 # Piped output (CI logs, files) gets a wide fixed width so tables are not squeezed into 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)

@@ -131,14 +131,15 @@ def _token(cfg: ServeConfig, source: Path) -> str:
     return value
 
 
-def check_rules_fit(rules: list[Rule], service: RunbookService, source: str | Path) -> None:
+def check_rules_fit(rules: list[Rule], service: RunbookService, source: str | Path, *, prefix: str = "") -> None:
     """Every rule's runbook exists and takes the parameters the rule gives it.
 
     A rule naming a missing runbook, or a misspelt parameter, would otherwise fail only mid-incident.
     """
     problems: list[Problem] = []
     for i, rule in enumerate(rules):
-        for where, action in ((f"triggers[{i}]", rule), (f"triggers[{i}].on_resolved", rule.on_resolved)):
+        here = f"{prefix}triggers[{i}]"
+        for where, action in ((here, rule), (f"{here}.on_resolved", rule.on_resolved)):
             if action is None:
                 continue
             try:
