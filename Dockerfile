@@ -1,16 +1,23 @@
 # scaler: autoscaling and disaster-recovery controller.
+#   docker build -t scaler:0.1.0 .
+#   docker run -v $PWD/deploy/example:/etc/scaler scaler:0.1.0 run /etc/scaler/scaler.yaml
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /opt/scaler
 COPY pyproject.toml README.md ./
 COPY scaler ./scaler
-RUN pip install --no-cache-dir . && useradd --create-home --uid 10001 scaler
+RUN pip install --no-cache-dir ".[kubernetes]" && useradd --create-home --uid 10001 scaler \
+    && mkdir -p /var/lib/scaler && chown scaler /var/lib/scaler
 COPY policies ./policies
 COPY runbooks ./runbooks
 
 USER scaler
-WORKDIR /home/scaler
-ENV SCALER_STATE_DIR=/home/scaler/state
+WORKDIR /var/lib/scaler
+EXPOSE 9464
+# /healthz answers while the process is alive; the port is the config's `listen` (9464 by default).
+ENV SCALER_HEALTH_URL=http://127.0.0.1:9464/healthz
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['SCALER_HEALTH_URL'], timeout=2)"]
 ENTRYPOINT ["scaler"]
-CMD ["--help"]
+CMD ["run", "/etc/scaler/scaler.yaml"]
