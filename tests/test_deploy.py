@@ -21,7 +21,7 @@ def test_the_example_run_config_loads(monkeypatch):
     kinds = [t.config.kind for t in loaded.policies[0].targets]
     assert kinds == ["aws-asg", "aws-ecs", "kubernetes", "dry-run"]
     assert [r.name for r in loaded.config.health_rules] == ["latency-critical", "errors-critical",
-                                                            "errors-rollback", "health-check"]
+                                                            "errors-rollback", "latency-rollback", "health-check"]
 
 
 def test_the_configmap_holds_a_config_that_loads(tmp_path: Path, monkeypatch):
