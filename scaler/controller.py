@@ -98,6 +98,7 @@ def build(
 ) -> Controller:
     """Everything `scaler run` runs, started (HTTP bound, lease tried) but not ticking: call loop.run()."""
     from scaler.metrics.registry import SOURCES
+    from scaler.store.lease import SoloLease
     from scaler.store.registry import StoreContext
     from scaler.targets.registry import build as build_target
 
@@ -118,7 +119,10 @@ def build(
             raise ConfigError(loaded.source, e.problems) from None
         store_ctx = StoreContext(aws=aws, clock=clock)
         store = loaded.state.build(store_ctx)
-        lease = loaded.lease.build(store_ctx)
+        # A dry run never takes part in the election: it must not keep the real leader from writing.
+        lease = SoloLease(store_ctx.holder) if dry_run else loaded.lease.build(store_ctx)
+        if hasattr(source, "close"):
+            stack.callback(source.close)
         groups = []
         for p in loaded.policies:
             g = Group(policy=p.policy, target_label=p.target_label, labels=tuple(t.label for t in p.targets),
@@ -133,7 +137,7 @@ def build(
                     decisions=DecisionLog(cfg.audit) if cfg.audit else None, notifier=notifier,
                     on_event=on_event, workers=cfg.workers, ready_after=cfg.ready_after)
         stack.callback(loop.close)
-        ttl = float(getattr(loaded.lease, "ttl", 0) or 0)
+        ttl = 0.0 if dry_run else float(getattr(loaded.lease, "ttl", 0) or 0)
         keeper = LeaseKeeper(lease, clock=clock, every=max(ttl / 3, 0.2) if ttl else 3600.0).start()
         stack.callback(keeper.stop)
         server = None

@@ -160,6 +160,11 @@ class Loop:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scaler-io")
         self._was_leader = False
 
+    def key(self, kind: str, g: Group) -> str:
+        """Store key of a policy's state or decisions. A dry run keeps its own, so a shadow controller
+        sharing the store never overwrites what the real one saved."""
+        return key(kind, g.name, dry_run=self.dry_run)
+
     # -- one tick -----------------------------------------------------------------------------------
 
     def tick(self, g: Group) -> TickReport:
@@ -274,7 +279,7 @@ class Loop:
         recommendation made now, as HPA does after a restart: scale-down waits one stabilization window."""
         from scaler.decide import initial_state
 
-        key = f"state/{g.name}"
+        key = self.key("state", g)
         try:
             blob = self.store.load(key)
         except ScalerError as e:
@@ -358,7 +363,7 @@ class Loop:
 
     def _persist(self, g: Group, now: float, decision: Decision, outcomes: list[TargetOutcome]) -> None:
         try:
-            self.store.save(f"state/{g.name}", statecodec.encode(g.spec, decision.state, g.labels))
+            self.store.save(self.key("state", g), statecodec.encode(g.spec, decision.state, g.labels))
         except ScalerError as e:
             log.error("policy %s: saving state failed: %s", g.name, e, extra={"policy": g.name})
 
@@ -455,7 +460,7 @@ class Loop:
             except OSError as e:
                 log.error("writing the decision log failed: %s", e)
         try:
-            self.store.save(f"decisions/{g.name}", _summary(g, now, self.dry_run, decision, outcomes, query_errors))
+            self.store.save(self.key("decisions", g), _summary(g, now, self.dry_run, decision, outcomes, query_errors))
         except ScalerError as e:
             log.error("policy %s: saving decisions failed: %s", g.name, e)
 
@@ -505,6 +510,11 @@ class Loop:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def key(kind: str, policy: str, *, dry_run: bool = False) -> str:
+    """'state/web', 'decisions/web'; 'dry-run/state/web' for a dry run."""
+    return f"{'dry-run/' if dry_run else ''}{kind}/{policy}"
 
 
 def _columns(values: np.ndarray) -> list[list[float | None]]:

@@ -94,6 +94,7 @@ def _s(x) -> str:
 def status(
     config: Annotated[Path, typer.Argument(help="Run config YAML")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored records as JSON")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what a `run --dry-run` decided")] = False,
 ) -> None:
     """Show the latest decision per target, with the reasons, as the leader last saved them."""
     from datetime import UTC, datetime
@@ -102,6 +103,7 @@ def status(
 
     from scaler.aws import AwsClients, AwsSettings
     from scaler.explain import explain
+    from scaler.loop import key
     from scaler.runconfig import load_run_config
     from scaler.store.registry import StoreContext
 
@@ -110,7 +112,8 @@ def status(
         aws = AwsClients(AwsSettings(region=loaded.config.aws.region, endpoint_url=loaded.config.aws.endpoint_url,
                                      profile=loaded.config.aws.profile))
         store = loaded.state.build(StoreContext(aws=aws))
-        records = {p.policy.name: store.load(f"decisions/{p.policy.name}") for p in loaded.policies}
+        records = {p.policy.name: store.load(key("decisions", p.policy.name, dry_run=dry_run))
+                   for p in loaded.policies}
     except ConfigError as e:
         raise _fail(str(e)) from None
     except ScalerError as e:

@@ -403,10 +403,14 @@ def test_scaler_run_once_dry_run_prints_the_decisions_and_writes_nothing(world):
     assert proc.returncode == 0, err
     assert "aws-asg:us-east-1/web-asg" in out and "METRIC_UP" in out
     assert asg_desired(world) == 2  # dry run: decided 4, wrote nothing
-    status = _scaler("status", str(write_config(world, "once")))
+    # A dry run keeps its own records: the real controller's saved state and decisions are untouched.
+    status = _scaler("status", str(write_config(world, "once")), "--dry-run")
     out, err = status.communicate(timeout=60)
     assert status.returncode == 0, err
     assert "web (aws-asg:us-east-1/web-asg): 2 -> 4 [METRIC_UP]" in out
+    status = _scaler("status", str(write_config(world, "once")))
+    out, err = status.communicate(timeout=60)
+    assert status.returncode == 0 and "web: no decision saved yet" in out, out + err
     world["exporter"].set("web", 50)
 
 

@@ -102,11 +102,13 @@ def test_a_permanent_error_is_reported_and_does_not_stop_other_targets():
     assert b.writes == [6]
 
 
-def test_dry_run_decides_but_never_writes():
-    loop, g, _, (a, b), _ = setup(cpu={"a": 140, "b": 10}, dry_run=True)
+def test_dry_run_decides_but_never_writes_and_keeps_its_own_records():
+    store = MemoryStore()
+    loop, g, _, (a, b), _ = setup(cpu={"a": 140, "b": 10}, dry_run=True, store=store)
     report = loop.tick(g)
     assert a.write_calls == b.write_calls == 0
     assert [t.desired for t in report.targets] == [6, 1]
+    assert sorted(store.data) == ["dry-run/decisions/p", "dry-run/state/p"]
 
 
 def test_provider_bounds_clamp_the_write():
