@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from scaler.appendfile import append_synced
 
 
 class DecisionLog:
@@ -24,12 +25,7 @@ class DecisionLog:
         if not text:
             return
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, text.encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_synced(self.path, text)
 
 
 def read_tail(path: str | Path, limit: int = 1000) -> list[dict[str, Any]]:

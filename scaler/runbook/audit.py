@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from scaler.appendfile import append_synced
 from scaler.clock import Clock
 from scaler.runbook.redact import Redactor
 
@@ -28,9 +28,4 @@ class AuditLog:
         # default=str may have turned a secret-bearing object into text, so mask the final line too.
         line = redactor.text(line)
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line.encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_synced(self.path, line)
