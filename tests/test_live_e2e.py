@@ -218,11 +218,12 @@ def test_scales_an_asg_and_an_ecs_service_up_and_back_down(world):
             # 50 % on 2 is inside the 40-60 band: nothing moves.
             wait_until(lambda: c.loop.groups[0].last_success, what="a first successful tick")
             assert (asg_desired(world), ecs_desired(world)) == (2, 2)
-            # Load doubles: 100 % on 2 against 50 -> ceil(2 * 100 / 50) = 4 each.
+            # Load doubles: 100 % on 2 against 50 -> ceil(2 * 100 / 50) = 4 each. (The exporter's value does
+            # not fall as replicas are added, so the next ticks go on up, to the ASG's MaxSize of 6.)
             world["exporter"].set("web", 100)
             world["exporter"].set("api", 100)
-            wait_until(lambda: (asg_desired(world), ecs_desired(world)) == (4, 4), what="scale-up to 4/4")
-            # Load falls to 10 % of 4 -> ceil(4 * 10 / 50) = 1, after the 2 s down-stabilization window.
+            wait_until(lambda: asg_desired(world) >= 4 and ecs_desired(world) >= 4, what="scale-up to 4 or more")
+            # Load falls to 10 %: down to 1 (10 % of 2 -> 1), after the 2 s down-stabilization window.
             world["exporter"].set("web", 10)
             world["exporter"].set("api", 10)
             wait_until(lambda: (asg_desired(world), ecs_desired(world)) == (1, 1), what="scale-down to 1/1")
@@ -334,8 +335,8 @@ def test_two_controllers_share_a_lease_one_writes_and_a_follower_takes_over(worl
         stops.append(stop)
         threads.append(thread)
     try:
-        # 100 % on 2 -> 4, written by whichever controller holds the lease, and only by it.
-        wait_until(lambda: asg_desired(world) == 4, what="scale-up by the leader")
+        # 100 % on 2 -> 4 (and on up while the load stays at 100 %), written by the lease holder, and only by it.
+        wait_until(lambda: asg_desired(world) >= 4, what="scale-up by the leader")
         leader = next(i for i, c in enumerate(controllers) if c.keeper.leader)
         follower = 1 - leader
         assert not controllers[follower].keeper.leader
@@ -345,7 +346,7 @@ def test_two_controllers_share_a_lease_one_writes_and_a_follower_takes_over(worl
         threads[leader].join(30)
         controllers[leader].keeper.stop(release=False)
         world["exporter"].set("web", 10)
-        # The follower takes over once the lease expires and scales down: 10 % of 4 -> 1.
+        # The follower takes over once the lease expires and scales down to 1.
         wait_until(lambda: asg_desired(world) == 1, timeout=30, what="scale-down by the new leader")
         assert controllers[follower].keeper.leader and counts[follower].n >= 1
         # Everything the controllers called is allowed by the shipped least-privilege IAM policy.
