@@ -14,6 +14,7 @@ from scaler.health import HealthRule
 from scaler.loop import Group, Loop
 from scaler.reasons import Reason
 from scaler.retry import RetryPolicy
+from scaler.store.sqlite import SqliteStore
 from tests.conftest import make_policy
 from tests.support.fake_live import FakeLease, FakeSource, FakeTarget, MemoryStore, denied, throttled
 
@@ -166,13 +167,15 @@ def test_restart_with_saved_state_keeps_cooldowns_rate_limits_and_windows():
     assert b.writes == [8]
 
 
-def test_restart_keeps_the_scale_down_cooldown():
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_restart_keeps_the_scale_down_cooldown(backend, tmp_path):
     pol = policy(behavior={
         "scale_up": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 15}]},
         "scale_down": {"stabilization": 0, "policies": [{"type": "percent", "value": 100, "period": 15}],
                        "cooldown": "5m"},
     })
-    store, clock, a = MemoryStore(), FakeClock(), FakeTarget("a", 3)
+    store = MemoryStore() if backend == "memory" else SqliteStore(tmp_path / "state.db")
+    clock, a = FakeClock(), FakeTarget("a", 3)
     loop, g, source, _, _ = setup(pol, [a], cpu={"a": 140}, store=store, clock=clock)
     loop.tick(g)  # t+0: up to 6
     clock.advance(60)
