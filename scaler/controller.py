@@ -36,12 +36,15 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.leader = False
+        self.error: str | None = None  # the last acquire's error: a follower that cannot reach the lease
 
     def beat(self) -> bool:
         try:
             got = self.lease.acquire(self.clock.now())
+            self.error = None
         except ScalerError as e:  # a store outage: we stop being leader when our last renewal runs out
             log.warning("lease renewal failed: %s", e)
+            self.error = str(e)
             got = False
         if got != self.leader:
             log.log(logging.INFO if got else logging.WARNING, "leadership %s (we are %s, leader %s)",
@@ -144,7 +147,8 @@ def build(
         if serve_http:
             host, port = split_listen(listen or cfg.listen)
             try:
-                server = Server(registry=registry, host=host, port=port, ready=loop.ready).start()
+                server = Server(registry=registry, host=host, port=port,
+                                ready=lambda: _ready(loop, keeper)).start()
             except OSError as e:
                 raise ScalerError(f"cannot listen on {listen or cfg.listen}: {e.strerror or e}") from e
             stack.callback(server.stop)
@@ -152,6 +156,13 @@ def build(
     except BaseException:
         stack.close()
         raise
+
+
+def _ready(loop: Loop, keeper: LeaseKeeper) -> tuple[bool, str]:
+    """The loop's readiness, except that a copy which cannot reach the lease is not a healthy standby."""
+    if keeper.error is not None and not keeper.leader:
+        return False, f"cannot reach the lease: {keeper.error}"
+    return loop.ready()
 
 
 def _runbook_dispatch(loaded: Loaded, stack: ExitStack, aws: AwsClients):
