@@ -30,14 +30,22 @@ class MetricKind(StrEnum):
 class Window(Strict):
     """How raw samples are smoothed before deciding."""
 
-    type: Literal["last", "ewma", "mean", "max", "percentile"] = Field(
-        "ewma", description="last (no smoothing), ewma, mean, max or percentile over the window"
+    type: Literal["last", "ewma", "mean", "max", "percentile", "trend"] = Field(
+        "ewma",
+        description="last (no smoothing), ewma, mean, max or percentile over the window; trend: the "
+        "least-squares line through the window's samples, read `lead` seconds ahead (flat until the samples "
+        "reach back half the window; never below 0)",
     )
     length: Seconds = Field(60.0, description="Window length in seconds; samples older than this are dropped")
     half_life: Seconds | None = Field(
         None, description="ewma only: seconds for an old sample's weight to halve (default: length / 2)"
     )
     q: float | None = Field(None, gt=0, le=100, description="percentile only: which percentile (default 95)")
+    lead: Seconds | None = Field(
+        None,
+        description="trend only: seconds after the newest sample to read the fitted line at (default 90: a "
+        "replica's 60 s start-up plus a metric's 30 s lag, how far ahead a scale-up decided now must look)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Window:
@@ -45,6 +53,8 @@ class Window(Strict):
             raise ValueError("half_life applies only to type: ewma")
         if self.q is not None and self.type != "percentile":
             raise ValueError("q applies only to type: percentile")
+        if self.lead is not None and self.type != "trend":
+            raise ValueError("lead applies only to type: trend")
         if self.type == "ewma" and self.half_life == 0:
             raise ValueError("half_life must be greater than 0")
         return self
@@ -56,6 +66,10 @@ class Window(Strict):
     @property
     def effective_q(self) -> float:
         return self.q if self.q is not None else 95.0
+
+    @property
+    def effective_lead(self) -> float:
+        return self.lead if self.lead is not None else 90.0
 
 
 class Metric(Strict):

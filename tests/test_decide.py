@@ -229,3 +229,31 @@ def test_utilization_windows_average_load_not_percentages():
     d = c.tick([90], ready=np.array([5.0]))
     assert d.smoothed[0, 0] == pytest.approx(75.0)
     assert d.desired[0] == 5  # 75 % is inside the band: hold
+
+
+CPU_AND_TREND = [
+    {"name": "cpu", "target": 70, "scale_up_above": 80, "scale_down_below": 50, "window": {"type": "last"}},
+    # The same CPU read through a trend window: where the line through the last 45 s will be in 90 s.
+    {"name": "cpu_trend", "target": 70, "scale_up_above": 80, "scale_down_below": 50,
+     "window": {"type": "trend", "length": 45, "lead": 90}},
+]
+
+
+def test_trend_metric_scales_up_before_the_value_leaves_the_band():
+    c = Controller(make_policy(metrics=CPU_AND_TREND), [4])
+    assert c.tick([60], [60]).desired[0] == 4  # t+15: one sample, a flat line at 60 %: in the band
+    # t+30: 65 % is still in the band, but +5 % per 15 s reads 65 + 30 = 95 % in 90 s: ceil(4 * 95 / 70) = 6
+    d = c.tick([65], [65])
+    assert d.smoothed[:, 0] == pytest.approx([65, 95])
+    assert d.desired[0] == 6
+    assert c.reasons[0] & Reason.METRIC_UP
+
+
+def test_falling_trend_never_takes_the_count_below_what_the_current_value_asks():
+    c = Controller(make_policy(metrics=CPU_AND_TREND), [6])
+    assert c.tick([50], [50]).desired[0] == 6  # t+15: 50 % is not below 50 %: hold
+    # t+30: 40 % asks ceil(6 * 40 / 70) = 4; the line falls 10 % per 15 s, past zero within 90 s, and
+    # reads 0 %, which asks for nothing. The highest ask wins: 4.
+    d = c.tick([40], [40])
+    assert d.smoothed[:, 0] == pytest.approx([40, 0])
+    assert d.desired[0] == 4
