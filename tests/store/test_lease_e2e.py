@@ -39,7 +39,7 @@ def test_handover_between_two_controllers(server):
     assert ensure_table(a.aws, "leases", "lease_id") and ensure_table(a.aws, "state", "key")
     assert not ensure_table(b.aws, "leases", "lease_id")  # the second pod finds them
 
-    spec = Spec.of(load_policy(ROOT / "policies" / "web.yaml"))
+    spec = Spec.of(load_policy(ROOT / "tests" / "data" / "web-fixed.yaml"))
     rng = np.random.default_rng(2)
     n = len(TARGETS)
     current = rng.integers(3, 11, n).astype(float)

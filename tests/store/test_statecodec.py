@@ -19,7 +19,7 @@ T0 = 1_700_000_000.0
 
 def web() -> Policy:
     """max and last windows, a 2-minute down stabilization, percent and pods limits, panic."""
-    return load_policy(ROOT / "policies" / "web.yaml")
+    return load_policy(ROOT / "tests" / "data" / "web-fixed.yaml")
 
 
 def mixed() -> Policy:
