@@ -67,6 +67,8 @@ def encode(spec: Spec, state: State, targets: Sequence[str]) -> bytes:
     }
     arrays: dict[str, np.ndarray] = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     arrays.update({f"smooth{i}": s.ring for i, s in enumerate(state.smooth)})
+    # A trend window's running sums: kept so a restart fits exactly the same line as the ticks before it.
+    arrays.update({f"smooth{i}_sums": s.sums for i, s in enumerate(state.smooth) if s.sums is not None})
     arrays.update({f"panic{i}": s.ring for i, s in enumerate(state.panic_smooth)})
     for name, h in (("recs", state.recs), ("up", state.up_events), ("down", state.down_events)):
         arrays[f"{name}_t"], arrays[f"{name}_v"] = h.t, h.v
@@ -166,9 +168,11 @@ def _check(spec: Spec, header: dict[str, Any], arrays: dict[str, np.ndarray]) ->
     for name in ("last_up", "last_change", "panic_until"):
         want[name] = ((n,), np.float64)
     want["blind"] = ((n,), np.int64)
-    if set(arrays) != set(want):
-        missing, extra = sorted(set(want) - set(arrays)), sorted(set(arrays) - set(want))
+    optional = {f"smooth{i}_sums": ((2, n), np.float64) for i, sm in enumerate(spec.smoothers) if sm.kind == "trend"}
+    missing, extra = sorted(set(want) - set(arrays)), sorted(set(arrays) - set(want) - set(optional))
+    if missing or extra:
         raise _Unreadable(f"arrays missing {missing}, unexpected {extra}")
+    want.update({k: v for k, v in optional.items() if k in arrays})
     for name, (shape, dtype) in want.items():
         a = arrays[name]
         if a.shape != shape or a.dtype != dtype:
@@ -216,8 +220,11 @@ def _remap(
 
     def ring(key: str, head: int, clean: int) -> SmoothState:
         # `clean` counts the latest ring writes that were finite for every target; a new target's column
-        # is NaN, so it no longer holds for the new set of targets.
-        return SmoothState(ring=cols(arrays[key], np.nan), head=head, clean=0 if new.any() else clean)
+        # is NaN, so it no longer holds for the new set of targets. A new target's running sums are NaN
+        # too (its window is not full), as they would be had it started with the others.
+        sums = arrays.get(f"{key}_sums")
+        return SmoothState(ring=cols(arrays[key], np.nan), head=head, clean=0 if new.any() else clean,
+                           sums=None if sums is None else cols(sums, np.nan))
 
     def history(name: str) -> History:
         return History(t=arrays[f"{name}_t"], v=cols(arrays[f"{name}_v"], np.nan), head=header["heads"][name])

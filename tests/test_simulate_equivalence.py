@@ -41,6 +41,8 @@ def mixed() -> Policy:
              "window": {"type": "percentile", "length": 90, "q": 90}},
             {"name": "p95", "kind": "latency", "target": 0.3, "window": {"type": "mean", "length": 150}},
             {"name": "err", "kind": "error_rate", "target": 0.01, "window": {"type": "ewma", "half_life": 30}},
+            {"name": "cpu_trend", "target": 65, "scale_up_above": 80, "scale_down_below": 50,
+             "window": {"type": "trend", "length": 300, "lead": 90}},
         ],
         "behavior": {
             "scale_up": {"stabilization": 30, "cooldown": 30, "policies": [

@@ -32,6 +32,7 @@ def mixed() -> Policy:
             {"name": "p95", "kind": "latency", "target": 0.3, "window": {"type": "mean", "length": 60}},
             {"name": "err", "kind": "error_rate", "target": 0.01, "window": {"type": "ewma", "half_life": 30}},
             {"name": "queue", "kind": "gauge", "target": 100, "window": {"type": "max", "length": 45}},
+            {"name": "cpu_trend", "target": 65, "window": {"type": "trend", "length": 60, "lead": 90}},
         ],
         "behavior": {
             "scale_up": {"stabilization": 30, "cooldown": 30, "policies": [
@@ -78,6 +79,7 @@ def assert_same_state(a: State, b: State) -> None:
     """Every array equal (NaN = NaN), every ring head and clean count equal."""
     for sa, sb in zip(a.smooth + a.panic_smooth, b.smooth + b.panic_smooth, strict=True):
         assert arrays_equal(sa.ring, sb.ring) and (sa.head, sa.clean) == (sb.head, sb.clean)
+        assert (sa.sums is None) == (sb.sums is None) and (sa.sums is None or arrays_equal(sa.sums, sb.sums))
     for name in ("recs", "up_events", "down_events"):
         ha, hb = getattr(a, name), getattr(b, name)
         assert arrays_equal(ha.t, hb.t) and arrays_equal(ha.v, hb.v) and ha.head == hb.head, name
@@ -196,7 +198,8 @@ def test_reordered_and_dropped_targets_keep_their_own_columns():
     assert why == ""
     assert_same_state(back, dataclasses.replace(
         state,
-        smooth=tuple(dataclasses.replace(s, ring=s.ring[:, [2, 0]]) for s in state.smooth),
+        smooth=tuple(dataclasses.replace(s, ring=s.ring[:, [2, 0]], sums=None if s.sums is None else s.sums[:, [2, 0]])
+                     for s in state.smooth),
         panic_smooth=tuple(dataclasses.replace(s, ring=s.ring[:, [2, 0]]) for s in state.panic_smooth),
         recs=state.recs.take(np.array([2, 0])),
         up_events=state.up_events.take(np.array([2, 0])),
