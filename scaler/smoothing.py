@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from functools import cached_property
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
