@@ -1,16 +1,21 @@
-"""HPA `behavior` steps over (targets,) arrays: stabilization, pods/percent rate limits, scale events."""
+"""HPA `behavior` steps over (targets,) arrays: stabilization, pods/percent rate limits, scale events.
+
+Each is an entry point to one step of the compiled decision path (scaler.kernel), run on its own: the
+tick runs these same pieces for every target, and the tests derived from HPA's own pin them here.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from scaler.history import History, sum_rows
+from scaler import kernel
+from scaler.history import History
+from scaler.params import SELECTS, rules
 from scaler.policy import Behavior, Direction
-from scaler.reasons import Reason
 
 
 def _f(x: np.ndarray | float) -> np.ndarray:
-    return np.asarray(x, dtype=float)
+    return np.ascontiguousarray(x, dtype=np.float64)
 
 
 def stabilize(
@@ -26,87 +31,21 @@ def stabilize(
     up = the lowest of the proposal and the recommendations of the last `up_window` seconds, down = the
     highest over `down_window`. Recommendations 4 and 5 in the down window, proposal 3, current 100:
     down = 5, so the count falls to 5, not 3. The caller records the raw proposal afterwards
-    (recs.push); a record exactly `window` seconds old is out (History.within is strict).
+    (recs.push); a record exactly `window` seconds old is out. A NaN proposal stays NaN.
     """
     current, proposal = _f(current), _f(proposal)
-    up = recs.min_within(now, up_window, proposal)
-    down = recs.max_within(now, down_window, proposal)
-    # where(current < up, up, current), then where(out > down, down, out). np.maximum and np.minimum
-    # return their second argument on a tie, as these wheres keep theirs; they differ only where up or
-    # down is NaN, which needs a NaN proposal, and the result is NaN there anyway (below).
-    out = np.minimum(down, np.maximum(up, current))
-    missing = proposal != proposal
-    return np.where(missing, np.nan, out) if np.count_nonzero(missing) else out
+    t, v, n = _f(recs.t), _f(recs.v), current.shape[0]
+    low = kernel.history_extreme(t, v, now - up_window, False, False, np.empty(n))
+    high = kernel.history_extreme(t, v, now - down_window, False, True, np.empty(n))
+    return kernel.stabilize_all(current, proposal, low, high)
 
 
-class _PeriodStarts:
-    """The count each rate-limit period began with, per period, computed once however many policies (up and
-    down) share a period: the scale-up and scale-down policies of one tick look at the same two histories."""
-
-    def __init__(self, current: np.ndarray, up_events: History, down_events: History, now: float) -> None:
-        self.current, self.up, self.down, self.now = current, up_events, down_events, now
-        self.seen: dict[float, np.ndarray | None] = {}
-
-    def __call__(self, period: float, targets: np.ndarray) -> np.ndarray:
-        """The period's start for the targets at these indices."""
-        start = self.seen.get(period)
-        if start is None and period not in self.seen:
-            # The count this period began with: 6 now, +4 and -2 inside the period -> it began at 4.
-            up_slots = self.up.within(self.now, period)
-            # Event histories pushed together may share one array of slot times: then one mask serves both.
-            down_slots = up_slots if self.down.t is self.up.t else self.down.within(self.now, period)
-            ups = self.up.rows(up_slots)
-            if down_slots is up_slots:  # the same slots: no need to count them again
-                downs = None if ups is None else self.down.v[up_slots]
-            else:
-                downs = self.down.rows(down_slots)
-            if ups is None and downs is None:
-                self.seen[period] = None  # no event in the period: worked out below for `targets` alone
-            else:
-                # Sums that count NaN as 0 (History.sum_of). A NaN or inf among the values would make the
-                # plain sums, and so start, NaN or inf: a finite start means there was none to count as 0.
-                start = self.current - (0.0 if ups is None else sum_rows(ups)) + (0.0 if downs is None else
-                                                                                  sum_rows(downs))
-                if np.count_nonzero(np.isfinite(start)) != start.size:
-                    start = self.current - self.up.sum_of(up_slots) + self.down.sum_of(down_slots)
-                self.seen[period] = start
-        if start is None:
-            # current - 0 + 0, which is current + 0 to the bit (0 - 0 = 0 keeps a -0 only until the + 0).
-            return self.current[targets] + 0.0
-        return start[targets]
-
-
-def _up_limit(current: np.ndarray, direction: Direction, period_start: _PeriodStarts, targets) -> np.ndarray:
-    if direction.select == "disabled":
-        return current.copy()
-    pick = np.maximum if direction.select == "max" else np.minimum
-    out = None
-    for p in direction.policies:
-        start = period_start(p.period, targets)
-        if p.type == "pods":
-            proposed = start + p.value
-        else:
-            # Same float expression as HPA, so its rounding matches too: 100 * (1 + 10/100) is
-            # 110.00000000000001, which rounds up to 111.
-            proposed = np.ceil(start * (1 + p.value / 100))
-        # The first policy alone is pick(-inf or +inf, proposed) = proposed: start from it.
-        out = proposed if out is None else pick(out, proposed)
-    return np.full(current.shape, -np.inf if direction.select == "max" else np.inf) if out is None else out
-
-
-def _down_limit(current: np.ndarray, direction: Direction, period_start: _PeriodStarts, targets) -> np.ndarray:
-    if direction.select == "disabled":
-        return current.copy()
-    pick = np.minimum if direction.select == "max" else np.maximum
-    out = None
-    for p in direction.policies:
-        start = period_start(p.period, targets)
-        if p.type == "pods":
-            proposed = start - p.value
-        else:
-            proposed = np.trunc(start * (1 - p.value / 100))
-        out = proposed if out is None else pick(out, proposed)
-    return np.full(current.shape, np.inf if direction.select == "max" else -np.inf) if out is None else out
+def _limit(current: np.ndarray, up_events: History, down_events: History, now: float, direction: Direction,
+           up: bool) -> np.ndarray:
+    n = current.shape[0]
+    return kernel.limits(rules(direction), SELECTS[direction.select], current, _f(up_events.t),
+                         _f(up_events.v), _f(down_events.t), _f(down_events.v), float(now), up, np.empty(n),
+                         np.empty(n), np.empty(n))
 
 
 def scale_up_limit(
@@ -115,12 +54,12 @@ def scale_up_limit(
     """HPA calculateScaleUpLimitWithScalingRules: the highest count the scale-up policies allow now.
 
     Each policy counts from the period's start: Pods adds `value`, Percent multiplies by 1 + value/100
-    rounded up (periodStart 5, +100 % -> ceil(5 * 2) = 10). select max takes the largest allowance, min
-    the smallest; disabled allows nothing beyond current. The result may be below current (after a burst
-    of scale-ups under a tighter policy); rate_limit raises it back to current.
+    rounded up (periodStart 5, +100 % -> ceil(5 * 2) = 10; the same float expression as HPA, so
+    100 * (1 + 10/100) = 110.00000000000001 rounds up to 111 there too). select max takes the largest
+    allowance, min the smallest; disabled allows nothing beyond current. The result may be below current
+    (after a burst of scale-ups under a tighter policy); rate_limit raises it back to current.
     """
-    current = _f(current)
-    return _up_limit(current, direction, _PeriodStarts(current, up_events, down_events, now), slice(None))
+    return _limit(_f(current), up_events, down_events, now, direction, True)
 
 
 def scale_down_limit(
@@ -132,12 +71,7 @@ def scale_down_limit(
     zero (periodStart 5, -50 % -> int(2.5) = 2). select max allows the largest drop (the lowest count),
     min the smallest; disabled allows nothing below current.
     """
-    current = _f(current)
-    return _down_limit(current, direction, _PeriodStarts(current, up_events, down_events, now), slice(None))
-
-
-_UP_LIMIT, _TOO_MANY = int(Reason.SCALE_UP_LIMIT), int(Reason.TOO_MANY_REPLICAS)
-_DOWN_LIMIT, _TOO_FEW = int(Reason.SCALE_DOWN_LIMIT), int(Reason.TOO_FEW_REPLICAS)
+    return _limit(_f(current), up_events, down_events, now, direction, False)
 
 
 def rate_limit(
@@ -159,30 +93,11 @@ def rate_limit(
     only where the value changed; NaN passes through.
     """
     desired, current = _f(desired), _f(current)
-    lo, hi = _f(min_replicas), _f(max_replicas)
-    period_start = _PeriodStarts(current, up_events, down_events, now)
-    value, mask = desired.copy(), np.zeros(desired.shape, dtype=np.int64)
-    # Each direction's limit only acts where a target moves that way (elsewhere its `capped` or `raised`
-    # is False and nothing changes), so it is worked out for those targets alone: usually a few.
-    going_up = (desired > current).nonzero()[0]  # comparisons with NaN are False, and quiet
-    if going_up.size:
-        cur, want, top = current[going_up], desired[going_up], hi if hi.ndim == 0 else hi[going_up]
-        up_limit = np.maximum(_up_limit(cur, behavior.scale_up, period_start, going_up), cur)
-        rate_bound = top > up_limit
-        ceiling = np.where(rate_bound, up_limit, top)
-        capped = want > ceiling
-        value[going_up] = np.where(capped, ceiling, want)
-        mask[going_up] = np.where(capped, np.where(rate_bound, _UP_LIMIT, _TOO_MANY), 0)
-    going_down = (desired < current).nonzero()[0]
-    if going_down.size:
-        cur, want, bottom = current[going_down], desired[going_down], lo if lo.ndim == 0 else lo[going_down]
-        down_limit = np.minimum(_down_limit(cur, behavior.scale_down, period_start, going_down), cur)
-        rate_bound = bottom < down_limit
-        floor = np.where(rate_bound, down_limit, bottom)
-        raised = want < floor
-        value[going_down] = np.where(raised, floor, want)
-        mask[going_down] = np.where(raised, np.where(rate_bound, _DOWN_LIMIT, _TOO_FEW), 0)
-    return value, mask
+    lo = np.ascontiguousarray(np.broadcast_to(_f(min_replicas), current.shape))
+    hi = np.ascontiguousarray(np.broadcast_to(_f(max_replicas), current.shape))
+    up = _limit(current, up_events, down_events, now, behavior.scale_up, True)
+    down = _limit(current, up_events, down_events, now, behavior.scale_down, False)
+    return kernel.clamp_all(desired, current, up, down, lo, hi)
 
 
 def record_events(

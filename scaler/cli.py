@@ -134,6 +134,12 @@ def simulate(
     results = []
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from scaler.simulate import warm
+
+    with err.status("preparing the compiled decision path (the first run after installing compiles it: "
+                    "about half a minute)", spinner="dots"):
+        warm()
+
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
         for p in policies:

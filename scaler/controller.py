@@ -100,11 +100,14 @@ def build(
     registry: CollectorRegistry | None = None,
 ) -> Controller:
     """Everything `scaler run` runs, started (HTTP bound, lease tried) but not ticking: call loop.run()."""
+    from scaler.decide import warm
     from scaler.metrics.registry import SOURCES
     from scaler.store.lease import SoloLease
     from scaler.store.registry import StoreContext
     from scaler.targets.registry import build as build_target
 
+    # The first decision would otherwise compile the decision path (or load it from cache) mid-tick.
+    log.info("decision path ready in %.2f s", warm())
     cfg = loaded.config
     clock = clock or SystemClock()
     registry = registry or CollectorRegistry()

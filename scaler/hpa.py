@@ -10,18 +10,25 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from scaler import kernel
 from scaler.config import problems_from
 from scaler.errors import ConfigError, Problem
 from scaler.history import History
+from scaler.params import KINDS
 from scaler.policy import MetricKind, Policy, Tolerance, default_scale_down, default_scale_up
-from scaler.reasons import Reason
 
-LEGACY_WINDOW = 300.0  # --horizontal-pod-autoscaler-downscale-stabilization default, seconds
-SCALE_UP_FACTOR, SCALE_UP_MINIMUM = 2.0, 4.0  # legacy cap: max(2 * current, 4)
+LEGACY_WINDOW = kernel.LEGACY_WINDOW  # --horizontal-pod-autoscaler-downscale-stabilization default, seconds
+
+# Each function below is an entry point to one step of the compiled decision path (scaler.kernel), run on
+# its own: the tick runs the same pieces for every target, and the tests derived from HPA's pin them here.
 
 
 def _f(x: np.ndarray | float) -> np.ndarray:
-    return np.asarray(x, dtype=float)
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def _per_target(x, n: int) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(_f(x), (n,)))
 
 
 def proposals(
@@ -52,47 +59,17 @@ def proposals(
     percentage to a whole number (int(sum * 100 / requests)) does not happen here, and every replica is
     taken to request the same amount.
     """
-    values = _f(values)
-    target = _f(targets).reshape(-1, 1)
-    cur = _f(current)[None, :]
-    rdy = _f(ready)[None, :]
-    kind = [MetricKind(k) for k in kinds]
-    util_rows = [k == MetricKind.utilization for k in kind]
-    gauge_rows = [k == MetricKind.gauge for k in kind]
-    lo, hi = 1.0 - tolerance.down, 1.0 + tolerance.up
-
-    # Each branch below is computed only when some metric is of its kind, and each np.where that would
-    # select nothing is skipped: where(all False, a, b) is b itself, so the values do not change.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = values / target
-        out = None
-        if not all(gauge_rows):
-            sized = np.where((lo <= ratio) & (ratio <= hi), cur, np.ceil(ratio * rdy))
-        if not all(u or g for u, g in zip(util_rows, gauge_rows, strict=True)):
-            zero = cur == 0
-            plain = np.where(zero, np.ceil(ratio), sized) if np.count_nonzero(zero) else sized
-            out = plain
-        if any(util_rows):
-            util = sized
-            # Unready replicas (current - ready) carry 0 % on a scale-up: recompute over every replica.
-            unready_up = (rdy < cur) & (ratio > 1.0)
-            if np.count_nonzero(unready_up):
-                new_ratio = (values * rdy / cur) / target
-                new = np.ceil(new_ratio * cur)
-                hold = ((lo <= new_ratio) & (new_ratio <= hi)) | (new_ratio < 1.0) | (new < cur)
-                util = np.where(unready_up, np.where(hold, cur, new), sized)
-            none_ready = rdy <= 0
-            if np.count_nonzero(none_ready):
-                util = np.where(none_ready, np.nan, util)
-            out = util if out is None else np.where(np.array(util_rows).reshape(-1, 1), util, out)
-        if any(gauge_rows):
-            gauge_ratio = values / (target * cur)
-            gauge_within = (lo <= gauge_ratio) & (gauge_ratio <= hi)
-            gauge = np.where(gauge_within, cur, np.ceil(values / target))
-            out = gauge if out is None else np.where(np.array(gauge_rows).reshape(-1, 1), gauge, out)
-
-    missing = values != values
-    return np.where(missing, np.nan, out) if np.count_nonzero(missing) else out
+    values = np.atleast_2d(_f(values))
+    target = _f(targets).ravel()
+    m, n = values.shape
+    cur, rdy = _per_target(current, n), _per_target(ready, n)
+    out = np.empty((m, n))
+    best, flags = np.empty(n), np.zeros(n, dtype=np.int64)
+    for i, k in enumerate(kinds):
+        kernel.propose_row(True, KINDS[str(MetricKind(k))], float(target[i]), 0.0, 0.0,
+                           1.0 - tolerance.down, 1.0 + tolerance.up, np.ascontiguousarray(values[i]), cur, rdy,
+                           out[i], best, flags)
+    return out
 
 
 def precheck(
@@ -104,14 +81,8 @@ def precheck(
     to 10, current 1 with min 2 goes to 2 (OUT_OF_RANGE), without reading any metric.
     """
     current = _f(current)
-    lo = np.broadcast_to(_f(min_replicas), current.shape)
-    hi = np.broadcast_to(_f(max_replicas), current.shape)
-    disabled = (current == 0) & (lo > 0)
-    above = ~disabled & (current > hi)
-    below = ~disabled & ~above & (current < lo)
-    forced = np.where(disabled, 0.0, np.where(above, hi, np.where(below, lo, np.nan)))
-    mask = np.where(disabled, Reason.DISABLED, 0) | np.where(above | below, Reason.OUT_OF_RANGE, 0)
-    return forced, mask.astype(np.int64)
+    n = current.shape[0]
+    return kernel.precheck_all(current, _per_target(min_replicas, n), _per_target(max_replicas, n))
 
 
 def legacy_normalize(
@@ -134,25 +105,9 @@ def legacy_normalize(
     TOO_MANY).
     """
     proposal, current = _f(proposal), _f(current)
-    lo = np.broadcast_to(_f(min_replicas), current.shape)
-    hi = np.broadcast_to(_f(max_replicas), current.shape)
-    with np.errstate(invalid="ignore"):
-        recent = recs.t >= now - window
-    stabilized = proposal
-    if recent.any():
-        v = recs.v[recent]
-        stabilized = np.fmax(proposal, np.where(np.isnan(v), -np.inf, v).max(axis=0))
-    stabilized = np.where(np.isnan(proposal), np.nan, stabilized)
-    with np.errstate(invalid="ignore"):
-        mask = np.where(stabilized > proposal, Reason.SCALE_DOWN_STABILIZED, 0)
-        cap = np.trunc(np.maximum(SCALE_UP_FACTOR * current, SCALE_UP_MINIMUM))
-        ceiling = np.where(hi > cap, cap, hi)
-        ceiling_reason = np.where(hi > cap, Reason.SCALE_UP_LIMIT, Reason.TOO_MANY_REPLICAS)
-        too_few = stabilized < lo
-        too_many = ~too_few & (stabilized > ceiling)
-    value = np.where(too_few, lo, np.where(too_many, ceiling, stabilized))
-    mask = mask | np.where(too_few, Reason.TOO_FEW_REPLICAS, 0) | np.where(too_many, ceiling_reason, 0)
-    return value, mask.astype(np.int64)
+    n = current.shape[0]
+    high = kernel.history_extreme(_f(recs.t), _f(recs.v), now - window, True, True, np.empty(n))
+    return kernel.legacy_all(proposal, current, high, _per_target(min_replicas, n), _per_target(max_replicas, n))
 
 
 # --- HorizontalPodAutoscaler manifest import --------------------------------------------------------

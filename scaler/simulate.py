@@ -7,7 +7,6 @@ all targets at once, so 1,000 targets cost about what one does.
 from __future__ import annotations
 
 import dataclasses
-import math
 import mmap
 import multiprocessing as mp
 import os
@@ -16,11 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scaler.decide import Spec, decide, initial_state
+from scaler import kernel
+from scaler.decide import Arrays, Spec, initial_state
 from scaler.errors import DataError, Problem
 from scaler.metrics.recorded import Recording, resample
 from scaler.policy import MetricKind, Policy
-from scaler.world import World
+from scaler.world import World, model
 
 
 @dataclass(frozen=True)
@@ -210,9 +210,9 @@ def run(
                   scale_ups=ups, scale_downs=downs, peak_replicas=peak, timeline=tl, notes=notes)
 
 
-# Below this many targets a tick's cost is mostly the fixed cost of its numpy calls, which every process
-# pays in full, so a second process barely helps (1,000 targets: no gain; 4,000: 1.35x faster on 2 CPUs).
-_SPLIT_MIN_TARGETS = 2000
+# Below this many targets a second process barely pays for starting it (on 2 CPUs: 100 targets x 1 week
+# 0.6 s either way; 300 targets 1.6 -> 1.3 s; 1,000 targets 4.1 -> 2.8 s).
+_SPLIT_MIN_TARGETS = 256
 
 
 def _cpus() -> int:
@@ -248,134 +248,56 @@ def _worker(conn, policy: Policy, demand: Demand, world: World, block: slice, tl
 def _replay(policy: Policy, demand: Demand, world: World, tl: Timeline | None,
             progress: Callable[[int, int], None] | None):
     """The closed loop for one block of targets: (replica hours, SLO violation s, no-data s, scale-ups,
-    scale-downs, peak replicas) per target, and the timeline filled in when given."""
+    scale-downs, peak replicas) per target, and the timeline filled in when given.
+
+    The loop itself is compiled (scaler.kernel.run_chunk); here the demand is laid out a chunk of ticks at a
+    time (a tick is one contiguous row), and progress is reported between chunks.
+    """
     spec = Spec.of(policy)
-    dt = policy.interval
-    times = demand.times
+    w = model(world, policy)
+    times = np.ascontiguousarray(demand.times, dtype=np.float64)
     ticks, n, m = len(times), demand.load.shape[0], len(policy.metrics)
-    slo = policy.slo
-    kinds = [mt.kind for mt in policy.metrics]
-    gauge_names = [mt.name for mt in policy.metrics]
-
-    # Startup delay: a replica requested at the end of tick j serves from tick j + d. With newest replicas
-    # removed first, ready = the smallest request in effect over the last d ticks (60 s / 15 s -> d = 4).
-    d = max(1, int(math.ceil(world.startup_delay / dt))) if world.startup_delay > 0 else 1
-    lag = int(round(world.lag / dt))
-    requested = demand.initial.astype(float)
-    seen_ring = np.full((lag + 1, m, n), np.nan)
-    # The controller's view is one snapshot from `lag` ago: metrics and the ready count they were read on.
-    # Pairing old utilization with today's ready count would count load against replicas that were not
-    # serving yet, and scale up again each time a batch became ready (HPA ignores such samples too).
-    ready_ring = np.tile(requested, (lag + 1, 1))
-    unseen = np.full((m, n), np.nan)  # what the controller reads before the first sample arrives
-    state = initial_state(spec, requested, float(times[0]) if ticks else 0.0)
-
-    hours = np.zeros(n)
-    violation = np.zeros(n)
-    no_data = np.zeros(n)
-    ups = np.zeros(n, dtype=np.int64)
-    downs = np.zeros(n, dtype=np.int64)
+    requested = np.ascontiguousarray(demand.initial, dtype=np.float64)
+    state = Arrays.of(spec, initial_state(spec, requested, float(times[0]) if ticks else 0.0), copy=False)
+    requests = np.tile(requested, (w.delay, 1))
+    seen = np.full((w.lag + 1, m, n), np.nan)
+    seen_ready = np.tile(requested, (w.lag + 1, 1))
+    hours, violation, no_data = np.zeros(n), np.zeros(n), np.zeros(n)
+    ups, downs = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     peak = requested.copy()
-    every = max(1, ticks // 100)
-    # With whole-second ticks every partial sum of `breach * dt` is a whole number of seconds, which float
-    # holds exactly, so adding the ticks one by one or as count * dt gives the same bits.
-    whole_seconds = float(dt).is_integer() and ticks * dt < 2**52
-
-    # Ticks run in chunks: what does not feed back into the next decision (demand laid out tick-major,
-    # gap masks, SLO checks, totals) is done once per chunk on (ticks, targets) arrays instead of once per
-    # tick, and the tick loop itself does only the closed-loop part.
-    chunk = max(1, min(ticks, _CHUNK_CELLS // max(n, 1)))
-    # req[i] is the request decided at tick k0 - d + i (the initial count before tick 0): the d rows before
-    # a tick hold the requests still in effect, so ready = their minimum, and the row just before is current.
-    req = np.tile(requested, (d, 1))
-    with np.errstate(all="ignore"):
-        for k0 in range(0, ticks, chunk):
-            k1 = min(ticks, k0 + chunk)
-            load_c = np.ascontiguousarray(demand.load[:, k0:k1].T)  # (ticks, targets): a tick is one row
-            known_c = load_c == load_c  # False where the recording has a gap
-            gaps = (~known_c).any(axis=1).tolist()
-            gauges_c = {name: np.ascontiguousarray(demand.gauges[name][:, k0:k1].T)
-                        for name, kind in zip(gauge_names, kinds, strict=True) if kind == MetricKind.gauge}
-            now_c = times[k0:k1].tolist()
-            rho_c = np.empty((k1 - k0, n))
-            req = np.concatenate([req[-d:], np.empty((k1 - k0, n))])
-            for j in range(k1 - k0):
-                k = k0 + j
-                ready = np.minimum.reduce(req[j:j + d], axis=0)
-                load = load_c[j]
-                rho = rho_c[j]
-                if np.count_nonzero(ready > 0) == n:
-                    np.divide(load, ready, out=rho)  # the where below picks load / ready everywhere
-                else:
-                    rho[:] = np.where(ready > 0, load / ready, np.where(load > 0, np.inf, 0.0))
-                truth = seen_ring[k % (lag + 1)]
-                for i, kind in enumerate(kinds):
-                    if kind == MetricKind.utilization:
-                        np.multiply(np.minimum(rho, 1.0, out=truth[i]), 100.0, out=truth[i])
-                    elif kind == MetricKind.latency:
-                        world.latency(rho, out=truth[i])
-                    elif kind == MetricKind.error_rate:
-                        world.error_rate(rho, out=truth[i])
-                    else:
-                        truth[i] = gauges_c[gauge_names[i]][j]
-                if gaps[j]:
-                    truth[:, ~known_c[j]] = np.nan
-                observed = seen_ring[(k - lag) % (lag + 1)] if k >= lag else unseen
-                ready_ring[k % (lag + 1)] = ready
-                seen_ready = ready_ring[(k - lag) % (lag + 1)] if k >= lag else ready
-
-                dec = decide(spec, state, observed, current=requested, ready=seen_ready, now=now_c[j],
-                             reuse_state=True)
-                state = dec.state
-                requested = req[d + j]
-                requested[:] = dec.desired
-
-                if tl is not None:
-                    tl.ready[k] = ready
-                    tl.observed[k] = observed
-                    tl.smoothed[k] = dec.smoothed
-                    tl.reasons[k] = dec.reasons
-                if progress is not None and (k % every == 0 or k == ticks - 1):
-                    progress(k + 1, ticks)
-
-            # The same elementwise SLO checks as a tick would make, on the chunk's (ticks, targets) arrays.
-            breach = np.zeros(rho_c.shape, dtype=bool)
-            if slo.latency is not None:
-                breach |= world.latency(rho_c) > slo.latency
-            if slo.error_rate is not None:
-                breach |= world.error_rate(rho_c) > slo.error_rate
-            if slo.utilization is not None:
-                breach |= rho_c * 100.0 > slo.utilization
-            breach &= known_c
-            before, decided = req[d - 1:-1], req[d:]
-            if whole_seconds:
-                violation += np.count_nonzero(breach, axis=0) * dt
-                no_data += np.count_nonzero(~known_c, axis=0) * dt
-            else:
-                _accumulate(violation, breach * dt)
-                _accumulate(no_data, (~known_c) * dt)
-            _accumulate(hours, decided * (dt / 3600.0))
-            # Counts and maxima do not depend on the order they are taken in.
-            ups += np.count_nonzero(decided > before, axis=0)
-            downs += np.count_nonzero(decided < before, axis=0)
-            np.maximum(peak, np.maximum.reduce(decided, axis=0), out=peak)
-            if tl is not None:
-                tl.replicas[k0:k1] = before
-                tl.desired[k0:k1] = decided
-                tl.demand[k0:k1] = load_c
-                tl.slo_ok[k0:k1] = np.where(known_c, ~breach, -1)
-
+    record = tl is not None
+    # Without a timeline the compiled loop still takes its arrays: empty ones it never writes.
+    tl_arrays = (tl.replicas, tl.ready, tl.desired, tl.observed, tl.smoothed, tl.slo_ok, tl.reasons) if record \
+        else (_EMPTY2, _EMPTY2, _EMPTY2, _EMPTY3, _EMPTY3, _EMPTY2.astype(np.int8), _EMPTY2.astype(np.int64))
+    gauge_rows = [i for i, kind in enumerate(spec.kinds) if kind == MetricKind.gauge]
+    names = spec.metric_names
+    chunk = max(1, min(ticks, _CHUNK_CELLS // max(n, 1), max(ticks // 100, 64)))
+    head = state.recs_head
+    for k0 in range(0, ticks, chunk):
+        k1 = min(ticks, k0 + chunk)
+        load = np.ascontiguousarray(demand.load[:, k0:k1].T, dtype=np.float64)  # (ticks, targets)
+        gauges = np.empty((m, k1 - k0 if gauge_rows else 0, n))
+        for i in gauge_rows:
+            gauges[i] = demand.gauges[names[i]][:, k0:k1].T
+        head = kernel.run_chunk(
+            spec.params, w, k0, times[k0:k1], load, gauges,
+            state.rings, state.heads, state.sums, state.resync, state.panic_rings, state.panic_heads,
+            state.recs_t, state.recs_v, head, state.ev_t, state.up_v, state.down_v,
+            state.last_up, state.last_change, state.panic_until, state.blind,
+            requests, seen, seen_ready, hours, violation, no_data, ups, downs, peak, record, *tl_arrays)
+        if record:
+            tl.demand[k0:k1] = load
+        if progress is not None:
+            progress(k1, ticks)
     return hours, violation, no_data, ups, downs, peak
+
+
+_EMPTY2 = np.empty((0, 0))
+_EMPTY3 = np.empty((0, 0, 0))
 
 
 # Ticks per chunk x targets: about 1 MB per (chunk, targets) float array.
 _CHUNK_CELLS = 1 << 17
-
-
-def _accumulate(total: np.ndarray, terms: np.ndarray) -> None:
-    """total += terms[0]; total += terms[1]; ... in that order, as the ticks would add them one by one."""
-    for row in terms:
-        total += row
 
 
 def _timeline(ticks: int, m: int, n: int, *, shared: bool = False) -> Timeline:
@@ -390,3 +312,20 @@ def _timeline(ticks: int, m: int, n: int, *, shared: bool = False) -> Timeline:
     return Timeline(replicas=z(ticks, n), ready=z(ticks, n), desired=z(ticks, n), demand=z(ticks, n),
                     observed=z(ticks, m, n), smoothed=z(ticks, m, n), slo_ok=z(ticks, n, dtype=np.int8),
                     reasons=z(ticks, n, dtype=np.int64))
+
+
+def warm() -> float:
+    """decide.warm() for the simulator's compiled loop as well: the seconds it took."""
+    import time
+
+    from scaler import defaults
+    from scaler.policy import load_policy
+
+    start = time.perf_counter()
+    policy = load_policy(defaults.DEFAULT_POLICY)
+    times = np.arange(4) * policy.interval
+    demand = Demand(times=times, load=np.ones((1, 4)), gauges={}, initial=np.ones(1), load_metric="cpu",
+                    sample_step=policy.interval)
+    for record in (True, False):
+        run(policy, demand, World(), targets=("warm",), record=record, workers=1)
+    return time.perf_counter() - start

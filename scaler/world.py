@@ -4,6 +4,7 @@ metrics that arrive late, latency from a queueing model, and errors when demand 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,3 +70,34 @@ def busy_scale(values: np.ndarray, *, busy: float = 7.0, count: bool = False) ->
     p99 = float(np.nanpercentile(values, 99))
     return {"capacity": p99 / busy} if count else {"recorded_replicas": busy / (p99 / 100.0)}
 
+
+
+class Model(NamedTuple):
+    """A World and a policy's SLO as the compiled closed loop reads them (NaN: no SLO of that kind)."""
+
+    interval: float
+    delay: int  # ticks from request to serving (>= 1)
+    lag: int  # ticks the controller's view trails the world
+    latency_scale: float  # service time x ln 20: p95 seconds = latency_scale / (1 - rho)
+    latency_cap: float
+    slo_latency: float
+    slo_error_rate: float
+    slo_utilization: float
+
+
+def model(world: World, policy) -> Model:
+    """The compiled loop's view of `world` for `policy` (its interval and SLO)."""
+    dt = float(policy.interval)
+    slo = policy.slo
+    nan = math.nan
+    return Model(
+        interval=dt,
+        # A replica requested at the end of tick j serves from tick j + delay (60 s / 15 s -> 4).
+        delay=max(1, int(math.ceil(world.startup_delay / dt))) if world.startup_delay > 0 else 1,
+        lag=int(round(world.lag / dt)),
+        latency_scale=world.service_time * P95_FACTOR,
+        latency_cap=float(world.latency_cap),
+        slo_latency=nan if slo.latency is None else float(slo.latency),
+        slo_error_rate=nan if slo.error_rate is None else float(slo.error_rate),
+        slo_utilization=nan if slo.utilization is None else float(slo.utilization),
+    )

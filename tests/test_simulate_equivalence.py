@@ -135,11 +135,21 @@ def test_in_place_state_matches_copied_state(case):
         current = got[True].desired.astype(float)
 
 
-@pytest.mark.parametrize("rows", range(1, 20))
-def test_window_sums_round_like_numpy_sums_each_target(rows):
-    """sum_rows adds (rows, targets) row after row for fewer than 8 rows: the order numpy itself uses for
-    a target's values laid out together, so the totals are the same to the bit as before the layout change."""
-    from scaler.history import sum_rows
-
-    values = np.random.default_rng(rows).uniform(0, 100, (rows, 50))
-    np.testing.assert_array_equal(sum_rows(values), np.ascontiguousarray(values.T).sum(axis=1))
+def test_the_simulator_decides_as_decide_does_tick_by_tick(case):
+    """One decision path: the compiled closed loop makes, every tick, the decision `decide` (what the live
+    loop calls) makes from the same view of the world: the metrics and ready count from `lag` ago."""
+    policy, dem = case
+    world = World(startup_delay=45, lag=30)
+    lag = int(world.lag / policy.interval)
+    sim = run(policy, dem, world, targets=tuple(f"t{i}" for i in range(TARGETS)), workers=1)
+    tl = sim.timeline
+    spec = Spec.of(policy)
+    state = initial_state(spec, dem.initial, float(dem.times[0]))
+    for k, now in enumerate(dem.times):
+        seen_ready = tl.ready[k - lag] if k >= lag else tl.ready[k]
+        d = decide(spec, state, tl.observed[k], current=tl.replicas[k], ready=seen_ready, now=float(now))
+        np.testing.assert_array_equal(d.desired, tl.desired[k], err_msg=f"tick {k}")
+        np.testing.assert_array_equal(d.reasons, tl.reasons[k], err_msg=f"tick {k}")
+        np.testing.assert_array_equal(d.smoothed, tl.smoothed[k], err_msg=f"tick {k}")
+        state = d.state
+    assert np.count_nonzero(np.diff(tl.desired, axis=0)) > 10  # the policy did act along the way
