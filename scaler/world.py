@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from scaler import kernel
 from scaler.units import Seconds
 
 # p95 of an exponential sojourn time is ln(20) = 3.0 times its mean.
@@ -34,30 +35,24 @@ class World(BaseModel):
     )
     load: str | None = Field(None, description="Recorded metric that drives demand (default: inferred)")
 
-    def latency(self, rho: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def latency(self, rho: np.ndarray) -> np.ndarray:
         """p95 latency (s) of one replica at utilization rho, as an M/M/1 queue: S * ln 20 / (1 - rho).
 
         20 ms service: rho 0.5 -> 0.12 s, 0.7 -> 0.20 s, 0.8 -> 0.30 s, 0.9 -> 0.60 s; >= cap -> cap.
-        `out` (rho's shape) receives the result, which is then what is returned.
+        (The replay's own formula, scaler.kernel.latency, applied to every element.)
         """
-        scale = self.service_time * P95_FACTOR
-        lat = np.maximum(np.subtract(1.0, rho, out=out), 1e-12, out=out)
-        lat = np.divide(scale, lat, out=lat)
-        if scale / 1e-12 >= self.latency_cap:
-            # At rho >= 1 the denominator is already 1e-12, so lat is at least the cap and the minimum
-            # below gives the cap without the where(rho >= 1, cap, lat).
-            return np.minimum(lat, self.latency_cap, out=lat)
-        return np.minimum(np.where(rho >= 1.0, self.latency_cap, lat), self.latency_cap, out=lat)
+        return self._metrics(rho)[0]
 
-    @staticmethod
-    def error_rate(rho: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Fraction of requests that fail: the share of demand above capacity (rho 1.25 -> 0.2).
+    def error_rate(self, rho: np.ndarray) -> np.ndarray:
+        """Fraction of requests that fail: the share of demand above capacity (rho 1.25 -> 0.2)."""
+        return self._metrics(rho)[1]
 
-        `out` (rho's shape) receives the result, which is then what is returned.
-        """
-        # max(rho, 1) >= 1, so 1 / max(rho, 1) <= 1 and the difference is never below 0: no clamp needed.
-        x = np.maximum(rho, 1.0, out=out)
-        return np.subtract(1.0, np.divide(1.0, x, out=x), out=x)
+    def _metrics(self, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rho = np.asarray(rho, dtype=np.float64)
+        flat = np.ascontiguousarray(rho.ravel())
+        lat, err = np.empty_like(flat), np.empty_like(flat)
+        kernel.world_metrics(self.service_time * P95_FACTOR, float(self.latency_cap), flat, lat, err)
+        return lat.reshape(rho.shape), err.reshape(rho.shape)
 
 
 def busy_scale(values: np.ndarray, *, busy: float = 7.0, count: bool = False) -> dict[str, float]:

@@ -40,6 +40,13 @@ def test_queueing_model(rho, latency, errors):
     assert w.error_rate(np.array([rho]))[0] == pytest.approx(errors)
 
 
+def test_a_gap_has_no_latency_or_errors_and_a_slow_service_is_capped():
+    gap = np.array([np.nan])
+    assert np.isnan(World().latency(gap)).all() and np.isnan(World().error_rate(gap)).all()
+    # 5 s service: p95 at rho 0.9 would be 150 s; a client gives up at the 10 s cap first
+    assert World(service_time=5.0).latency(np.array([[0.9, 0.0]])).tolist() == [[10.0, 10.0]]
+
+
 @pytest.mark.parametrize("count, want", [(False, {"recorded_replicas": 14.0}), (True, {"capacity": 50 / 7})],
                          ids=["cpu-percent", "count"])
 def test_busy_scale_puts_p99_at_seven_replicas_of_work(count, want):
