@@ -9,6 +9,7 @@ reaches the target within one interval plus the query time (plus Prometheus's ow
 
 from __future__ import annotations
 
+import gc
 import statistics
 import sys
 import tempfile
@@ -68,6 +69,7 @@ def decision_figures(tmp: Path, n: int = 1000, ticks: int = 20) -> None:
                                          for i in range(n)]}]}
         (tmp / "fleet-run.yaml").write_text(yaml.safe_dump(cfg))
         c = build(load_run_config(tmp / "fleet-run.yaml"), serve_http=False)
+        gc.freeze()  # as `scaler run` does after start-up
         try:
             g = c.loop.groups[0]
             decide_ms, tick_ms = [], []
