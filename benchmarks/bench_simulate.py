@@ -84,8 +84,9 @@ def main() -> None:
         print(f"targets={r['targets']} ticks={r['ticks']} {r['seconds']:.1f} s "
               f"{r['rate']:.1f} M target-ticks/s peak-rss={r['peak_rss_mb']:.0f} MB{worker}", flush=True)
         warm.append(r["warm_up"])
+    span = f"{min(warm):.1f}" if f"{min(warm):.1f}" == f"{max(warm):.1f}" else f"{min(warm):.1f}-{max(warm):.1f}"
     print(f"(not counted above: each process's first call, which compiles the decision path or loads it from "
-          f"numba's cache: {min(warm):.1f}-{max(warm):.1f} s)")
+          f"numba's cache: {span} s)")
 
 
 if __name__ == "__main__":
