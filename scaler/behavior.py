@@ -1,4 +1,4 @@
-"""HPA `behavior` steps over (targets,) arrays: stabilization, pods/percent rate limits, scale events.
+"""HPA `behavior` steps over (targets,) arrays: stabilization and pods/percent rate limits.
 
 Each is an entry point to one step of the compiled decision path (scaler.kernel), run on its own: the
 tick runs these same pieces for every target, and the tests derived from HPA's own pin them here.
@@ -99,14 +99,3 @@ def rate_limit(
     down = _limit(current, up_events, down_events, now, behavior.scale_down, False)
     return kernel.clamp_all(desired, current, up, down, lo, hi)
 
-
-def record_events(
-    up_events: History, down_events: History, now: float, current: np.ndarray, desired: np.ndarray
-) -> tuple[History, History]:
-    """HPA storeScaleEvent: push |desired - current| into the up or down history (0 elsewhere).
-
-    5 -> 8 records 3 up and 0 down; no change, or no decision (NaN), records 0 in both.
-    """
-    change = _f(desired) - _f(current)
-    change = np.where(np.isnan(change), 0.0, change)
-    return up_events.push(now, np.maximum(change, 0.0)), down_events.push(now, np.maximum(-change, 0.0))

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 
-from scaler.behavior import rate_limit, record_events, scale_down_limit, scale_up_limit, stabilize
+from scaler.behavior import rate_limit, scale_down_limit, scale_up_limit, stabilize
+from scaler.decide import Spec, decide, initial_state
 from scaler.history import History
 from scaler.policy import Behavior, Direction, RatePolicy, default_scale_down, default_scale_up
 from scaler.reasons import Reason
+from tests.conftest import make_policy
 
 NOW = 10_000.0
 SLOTS = 32
 
 
-def history(*per_target: list[tuple[float, float]]) -> History:
+def history(*per_target: list[tuple[float, float]], slots: int = SLOTS) -> History:
     """A History for len(per_target) targets from (seconds ago, value) pairs; one slot per distinct time."""
-    h = History.empty(len(per_target), SLOTS)
+    h = History.empty(len(per_target), slots)
     ages = sorted({age for events in per_target for age, _ in events}, reverse=True)
     for age in ages:
         row = [sum(v for a, v in events if a == age) for events in per_target]
@@ -302,28 +307,55 @@ STORE = [
 ]
 
 
+def record_events(ups: History, downs: History, now: float, current: np.ndarray, desired: np.ndarray):
+    """storeScaleEvent for the narrated runs below, which drive the rate-limit step on its own: |change|
+    goes into its direction's history (the decision path records its own; the tests above pin that)."""
+    change = np.nan_to_num(desired - current)
+    return ups.push(now, np.maximum(change, 0.0)), downs.push(now, np.maximum(-change, 0.0))
+
+
+STORE_POLICY = make_policy(behavior={
+    "scale_up": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 60}]},
+    "scale_down": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 60}]}})
+
+
+def decide_after(spec: Spec, up: list, down: list, current: list[float], cpu: list[float]):
+    """One decide() at NOW from `current` replicas, with earlier scale events (seconds ago, change)
+    already in the state's histories (both share their slot times, as the state keeps them)."""
+    n = len(current)
+    both = history(*up, *down, slots=spec.slots)
+    ups = History(t=both.t, v=both.v[:, :n], head=both.head)
+    downs = History(t=both.t, v=both.v[:, n:], head=both.head)
+    state = dataclasses.replace(initial_state(spec, np.array(current, dtype=float), NOW - 3600),
+                                up_events=ups, down_events=downs)
+    d = decide(spec, state, np.array([cpu], dtype=float), current=np.array(current, dtype=float), now=NOW)
+    assert d.state.up_events.v.shape[1] == n
+    return d
+
+
 @pytest.mark.parametrize("previous,in_period", [c[1:] for c in STORE], ids=[c[0] for c in STORE])
-def test_record_events_mirrors_store_scale_events(previous, in_period):
-    """TestStoreScaleEvents: the last 60 s sum the earlier events; a +5 (or -5) change adds 5 to its own
-    direction only."""
-    for direction in ("up", "down"):
-        ups = history(previous if direction == "up" else [])
-        downs = history(previous if direction == "down" else [])
-        mine, other = (ups, downs) if direction == "up" else (downs, ups)
-        assert mine.sum_within(NOW, 60).tolist() == [in_period]
-        desired = 15.0 if direction == "up" else 5.0
-        new_up, new_down = record_events(ups, downs, NOW, one(10), one(desired))
-        new_mine, new_other = (new_up, new_down) if direction == "up" else (new_down, new_up)
-        assert new_mine.sum_within(NOW, 60).tolist() == [in_period + 5]
-        assert new_other.sum_within(NOW, 60).tolist() == other.sum_within(NOW, 60).tolist() == [0]
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_decision_stores_scale_events_like_hpa(previous, in_period, direction):
+    """TestStoreScaleEvents through the whole decision: the last 60 s sum the earlier events, and this
+    tick's change (10 -> 15 at cpu 105 % of a 70 % target, or 10 -> 5 at 35 %) adds 5 to its own direction
+    only, where the next tick's rate limit will count it."""
+    spec = Spec.of(STORE_POLICY)
+    up, down = (previous, []) if direction == "up" else ([], previous)
+    d = decide_after(spec, [up], [down], [10.0], [105.0 if direction == "up" else 35.0])
+    assert d.desired.tolist() == [15 if direction == "up" else 5]
+    mine, other = (d.state.up_events, d.state.down_events)[:: 1 if direction == "up" else -1]
+    assert mine.sum_within(NOW, 60).tolist() == [in_period + 5]
+    assert other.sum_within(NOW, 60).tolist() == [0]
 
 
-def test_record_events_per_target_and_missing():
-    """5 -> 8 records 3 up; 6 -> 2 records 4 down; no change and no decision record nothing."""
-    empty = History.empty(4, SLOTS)
-    ups, downs = record_events(empty, empty, NOW, np.array([5, 6, 3, 3.0]), np.array([8, 2, 3, np.nan]))
-    assert ups.sum_within(NOW, 15).tolist() == [3, 0, 0, 0]
-    assert downs.sum_within(NOW, 15).tolist() == [0, 4, 0, 0]
+def test_decision_stores_events_per_target_and_none_when_held():
+    """5 -> 8 records 3 up; 6 -> 2 records 4 down; a count in the band, and one held for missing data,
+    record nothing."""
+    spec = Spec.of(STORE_POLICY)
+    d = decide_after(spec, [[]] * 4, [[]] * 4, [5, 6, 3, 3.0], [112.0, 23.0, 70.0, math.nan])
+    assert d.desired.tolist() == [8, 2, 3, 3]
+    assert d.state.up_events.sum_within(NOW, 15).tolist() == [3, 0, 0, 0]
+    assert d.state.down_events.sum_within(NOW, 15).tolist() == [0, 4, 0, 0]
 
 
 # --- A narrated run of the default behavior ----------------------------------------------------------
