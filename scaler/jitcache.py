@@ -1,20 +1,40 @@
 """Where numba keeps the compiled decision path (scaler.kernel); settled before numba is imported.
 
-numba reads and writes its cache in one directory and refuses one it cannot write to (then caching
-functions fail to import). By default the cache sits in the package's __pycache__ (a checkout or a pip
-install), else in the user's ~/.cache. The container image compiles it at build time into
-NUMBA_CACHE_DIR; where that is read-only at run time (a read-only root filesystem), it is copied to a
-writable temporary directory first, so the controller starts in a second instead of compiling for half a
-minute. With nowhere writable, the decision path is compiled in memory at start-up and not cached.
+numba checks a cached function only against its own source file's time stamp and size, not against the
+modules whose types and constants it compiled in (the Params and Model tuples read by position, the
+Reason bits). So the cache lives in a directory named after the content of all of them (`tag`): a change
+to any of these files starts a new, empty cache instead of running stale machine code.
+
+That directory goes under NUMBA_CACHE_DIR when it is set (the container image compiles into it at build
+time), else beside the package (__pycache__), else in the user's cache directory, else in a private
+temporary directory. A baked cache that is read-only at run time (a read-only root filesystem) is copied
+once, atomically, to a private temporary directory, so the controller starts in a second instead of
+compiling for half a minute. With nowhere writable, the decision path is compiled in memory at start-up
+and not cached. The chosen directory is put in NUMBA_CACHE_DIR, so worker processes use the same one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
+from collections.abc import MutableMapping
 from pathlib import Path
+
+# The modules the compiled code depends on: its own, and those whose types and constants it compiles in.
+SOURCES = ("kernel.py", "params.py", "world.py", "reasons.py")
+
+
+def tag(package: Path) -> str:
+    """The cache directory's name: a digest of the SOURCES' content (a missing file counts as empty)."""
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        path = package / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+    return f"scaler-{digest.hexdigest()[:16]}"
 
 
 def writable(path: Path) -> bool:
@@ -28,28 +48,75 @@ def writable(path: Path) -> bool:
     return True
 
 
-def configure(package: Path = Path(__file__).parent, env: dict[str, str] | None = None) -> bool:
-    """Point numba at a cache directory it can use (setting NUMBA_CACHE_DIR in `env` when needed); False
-    when there is none and functions must be compiled without caching."""
+def private_temp() -> Path | None:
+    """A temporary directory only this user can write to: /tmp/scaler-numba-<uid> when it is ours and
+    closed to others (numba's cache files are pickles, so another user's directory could run their code
+    here), else a new one for this process; None when there is no writable temporary directory."""
+    mine = Path(tempfile.gettempdir()) / f"scaler-numba-{os.getuid()}"
+    try:
+        mine.mkdir(mode=0o700)
+    except OSError:
+        pass  # there already (checked next), or no temporary directory at all (mkdtemp fails too)
+    try:
+        st = os.lstat(mine)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077 == 0:
+            return mine
+    except OSError:
+        pass
+    try:
+        return Path(tempfile.mkdtemp(prefix="scaler-numba-"))
+    except OSError:
+        return None
+
+def copy_once(source: Path, dest: Path) -> None:
+    """Copy the directory `source` to `dest` unless `dest` exists; readers never see half a copy (it is
+    made beside `dest` and renamed into place; when another process wins the race, its copy stays)."""
+    if dest.exists() or not source.is_dir():
+        return
+    part = Path(tempfile.mkdtemp(prefix=".part-", dir=dest.parent))
+    try:
+        shutil.copytree(source, part, dirs_exist_ok=True)
+        os.rename(part, dest)
+    except OSError:
+        shutil.rmtree(part, ignore_errors=True)
+
+
+def user_cache() -> Path | None:
+    """The user's cache directory ($XDG_CACHE_HOME, else ~/.cache), None when there is no home."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"])
+    try:
+        return Path.home() / ".cache"
+    except (RuntimeError, KeyError):
+        return None
+
+
+def configure(package: Path = Path(__file__).parent, env: MutableMapping[str, str] | None = None) -> bool:
+    """Set NUMBA_CACHE_DIR in `env` to a writable directory named `tag(package)`; False when there is none
+    and functions must be compiled without caching."""
     env = os.environ if env is None else env
-    given = env.get("NUMBA_CACHE_DIR")
-    if given:
-        if writable(Path(given)):
+    name = tag(package)
+    given = Path(env["NUMBA_CACHE_DIR"]) if env.get("NUMBA_CACHE_DIR") else None
+    if given is not None:
+        baked = given if given.name == name else given / name  # already chosen by a parent process
+        if writable(baked):
+            env["NUMBA_CACHE_DIR"] = str(baked)
             return True
-        copy = Path(tempfile.gettempdir()) / f"scaler-numba-cache-{os.getuid()}"
-        try:
-            shutil.copytree(given, copy, dirs_exist_ok=True)
-        except OSError:
-            pass
-        if writable(copy):
-            env["NUMBA_CACHE_DIR"] = str(copy)
-            return True
+        temp = private_temp()
+        if temp is not None:
+            copy_once(baked, temp / name)
+            if writable(temp / name):
+                env["NUMBA_CACHE_DIR"] = str(temp / name)
+                return True
         return False
-    if writable(package / "__pycache__") or writable(Path.home() / ".cache"):
-        return True  # numba's own choices: beside the source, else the user-wide cache
-    fallback = Path(tempfile.gettempdir()) / f"scaler-numba-cache-{os.getuid()}"
-    if writable(fallback):
-        env["NUMBA_CACHE_DIR"] = str(fallback)
+    home = user_cache()
+    for base in [package / "__pycache__"] + ([home / "scaler"] if home else []):
+        if writable(base / name):
+            env["NUMBA_CACHE_DIR"] = str(base / name)
+            return True
+    temp = private_temp()
+    if temp is not None and writable(temp / name):
+        env["NUMBA_CACHE_DIR"] = str(temp / name)
         return True
     return False
 
