@@ -11,9 +11,10 @@ RUN pip install --no-cache-dir ".[kubernetes]" && useradd --create-home --uid 10
     && mkdir -p /var/lib/scaler && chown scaler /var/lib/scaler
 # Compile the decision path into numba's cache now: the controller then starts in about a second instead
 # of compiling for half a minute. Under a read-only root filesystem the cache is copied to /tmp at start
-# (scaler/jitcache.py); on a CPU unlike the build machine's, numba compiles once more.
+# (scaler/jitcache.py); on a CPU unlike the build machine's, numba compiles once more. Run from / so that
+# the installed package is compiled (numba files its cache under the source's directory), not ./scaler.
 ENV NUMBA_CACHE_DIR=/opt/scaler/jit-cache
-RUN python -c "from scaler import decide, simulate; decide.warm(); simulate.warm()" \
+RUN cd / && python -c "from scaler import decide, simulate; decide.warm(); simulate.warm()" \
     && chown -R scaler /opt/scaler/jit-cache
 COPY policies ./policies
 COPY runbooks ./runbooks
