@@ -7,7 +7,9 @@ proposals), fallback, stabilize, rate limit, cooldown, panic, hold on missing da
 
 All compiled code lives in this one module on purpose: numba's on-disk cache is checked against the
 source file of each function only, so a compiled caller in another file could keep running a stale copy
-of a function changed here.
+of a function changed here. What it compiles in from other modules (the Params and Model tuples, read by
+field position, and the Reason bits) is covered by scaler.jitcache, which names the cache directory after
+the content of those modules too.
 """
 
 from __future__ import annotations
@@ -564,10 +566,11 @@ def tick(p, rings, heads, sums, resync, panic_rings, panic_heads, recs_t, recs_v
             steps |= limited
             if not hpa:
                 # No scale-up too soon after a scale-up; no scale-down too soon after any scale action.
-                if desired > cur and now - last_up[j] < cool_up:
+                # (a cooldown of 0 is none, even when the last action's time is ahead of this clock)
+                if desired > cur and cool_up > 0 and now - last_up[j] < cool_up:
                     desired = cur
                     steps |= _UP_COOL
-                elif desired < cur and now - last_change[j] < cool_down:
+                elif desired < cur and cool_down > 0 and now - last_change[j] < cool_down:
                     desired = cur
                     steps |= _DOWN_COOL
             stabilized = stab

@@ -1,5 +1,6 @@
 """The decision pipeline: one step per table, then fake-clock scenarios narrated tick by tick."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -166,6 +167,23 @@ def test_cooldowns():
     assert c.tick([10]).desired[0] == 1  # t+105: 60 s after the last scale action
 
 
+def test_no_cooldown_means_none_even_when_the_last_action_is_ahead_of_this_clock():
+    """A state saved by a controller whose clock ran ahead (an HA hand-over, or the clock stepped back):
+    with cooldowns of 0 the decision still scales both ways; with a cooldown it waits."""
+    c = Controller(make_policy(), [4, 10])
+    ahead = np.full(2, T0 + 3600.0)
+    c.state = dataclasses.replace(c.state, last_up=ahead, last_change=ahead.copy())
+    assert c.tick([140, 10]).desired.tolist() == [8, 2]
+    cooled = make_policy(behavior={
+        "scale_up": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 15}], "cooldown": 30},
+        "scale_down": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 15}],
+                       "cooldown": 30}})
+    c = Controller(cooled, [4, 10])
+    c.state = dataclasses.replace(c.state, last_up=ahead.copy(), last_change=ahead.copy())
+    assert c.tick([140, 10]).desired.tolist() == [4, 10]
+    assert c.reasons[0] & Reason.SCALE_UP_COOLDOWN and c.reasons[1] & Reason.SCALE_DOWN_COOLDOWN
+
+
 def test_fallback_raises_after_threshold_and_never_lowers():
     pol = make_policy(fallback={"failure_threshold": 3, "replicas": 6})
     c = Controller(pol, [4])
@@ -257,3 +275,16 @@ def test_falling_trend_never_takes_the_count_below_what_the_current_value_asks()
     d = c.tick([40], [40])
     assert d.smoothed[:, 0] == pytest.approx([40, 0])
     assert d.desired[0] == 4
+
+
+def test_event_histories_out_of_step_are_refused():
+    """The tick keeps one array of slot times for both event histories; a state whose two differ (no
+    encoder makes one) is refused rather than read with the scale-down events misplaced."""
+    from scaler.history import History
+
+    c = Controller(make_policy(), [4])
+    c.tick([140])
+    down = c.state.down_events
+    c.state = dataclasses.replace(c.state, down_events=History(t=down.t - 1.0, v=down.v, head=down.head))
+    with pytest.raises(ValueError, match="pushed together"):
+        c.tick([140])
