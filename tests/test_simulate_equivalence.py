@@ -153,3 +153,16 @@ def test_the_simulator_decides_as_decide_does_tick_by_tick(case):
         np.testing.assert_array_equal(d.smoothed, tl.smoothed[k], err_msg=f"tick {k}")
         state = d.state
     assert np.count_nonzero(np.diff(tl.desired, axis=0)) > 10  # the policy did act along the way
+
+
+def test_warming_up_compiles_every_layout_a_split_run_uses():
+    """After simulate.warm(), a run split across processes (its timeline written through column views)
+    needs no new compiled version of the loop: none is compiled in the parent (checked here), so none in
+    the forked worker either, which starts from the parent's."""
+    from scaler import kernel, simulate
+
+    simulate.warm()
+    compiled = set(kernel.run_chunk.signatures)
+    policy = load_policy(ROOT / "policies" / "web.yaml")
+    run(policy, demand(policy), World(), targets=tuple(f"t{i}" for i in range(TARGETS)), workers=2)
+    assert set(kernel.run_chunk.signatures) == compiled
