@@ -187,6 +187,9 @@ def _check(spec: Spec, header: dict[str, Any], arrays: dict[str, np.ndarray]) ->
         raise _Unreadable(f"malformed ring heads ({type(e).__name__})") from e
     if not ok:
         raise _Unreadable("ring heads out of range")
+    if header["heads"]["up"] != header["heads"]["down"] or not np.array_equal(arrays["up_t"], arrays["down_t"],
+                                                                             equal_nan=True):
+        raise _Unreadable("scale-up and scale-down event histories out of step")
     return n
 
 
@@ -236,10 +239,9 @@ def _remap(
             recs.v[newest, new] = current[new]
         else:
             recs = recs.push(now, np.where(new, current, np.nan))
-    if up.head == down.head and np.array_equal(up.t, down.t, equal_nan=True):
-        # Event histories pushed together share one array of slot times, as initial_state makes them
-        # (rate limits then find a period's slots once for both).
-        down = History(t=up.t, v=down.v, head=down.head)
+    # Event histories are pushed together (checked above) and share one array of slot times, as
+    # initial_state makes them (rate limits then find a period's slots once for both).
+    down = History(t=up.t, v=down.v, head=down.head)
     return State(
         smooth=tuple(ring(f"smooth{i}", h, c) for i, (h, c) in enumerate(header["smooth"])),
         panic_smooth=tuple(ring(f"panic{i}", h, c) for i, (h, c) in enumerate(header["panic"])),

@@ -352,6 +352,11 @@ UNUSABLE = [
      "unreadable"),
     ("duplicate-targets", lambda b, s, st: rewrite(b, header=lambda h: _set(h, "targets", ["a", "a"])),
      "target list"),
+    ("event-times-out-of-step", lambda b, s, st: rewrite(b, arrays=lambda a: _set(a, "down_t", a["down_t"] - 1)),
+     "out of step"),
+    ("event-heads-out-of-step", lambda b, s, st: rewrite(
+        b, header=lambda h: h["heads"].update(down=(h["heads"]["down"] + 1) % len(st.down_events.t))),
+     "out of step"),
 ]
 
 
