@@ -159,7 +159,7 @@ class Arrays:
         n = state.recs.v.shape[1]
         m = len(spec.smoothers)
         up, down = state.up_events, state.down_events
-        if up.head != down.head or not np.array_equal(up.t, down.t, equal_nan=True):
+        if up.head != down.head or (up.t is not down.t and not np.array_equal(up.t, down.t, equal_nan=True)):
             raise ValueError("the scale-up and scale-down event histories must be pushed together")
         sums, resync = np.full((m, 2, n), np.nan), np.zeros(m, dtype=np.bool_)
         for i, (sm, s) in enumerate(zip(spec.smoothers, state.smooth, strict=True)):

@@ -68,6 +68,7 @@ def private_temp() -> Path | None:
     except OSError:
         return None
 
+
 def copy_once(source: Path, dest: Path) -> None:
     """Copy the directory `source` to `dest` unless `dest` exists; readers never see half a copy (it is
     made beside `dest` and renamed into place; when another process wins the race, its copy stays)."""
@@ -98,24 +99,21 @@ def configure(package: Path = Path(__file__).parent, env: MutableMapping[str, st
     name = tag(package)
     given = Path(env["NUMBA_CACHE_DIR"]) if env.get("NUMBA_CACHE_DIR") else None
     if given is not None:
-        baked = given if given.name == name else given / name  # already chosen by a parent process
-        if writable(baked):
-            env["NUMBA_CACHE_DIR"] = str(baked)
+        places = [given if given.name == name else given / name]  # the name: chosen by a parent process
+    else:
+        home = user_cache()
+        places = [package / "__pycache__" / name] + ([home / "scaler" / name] if home else [])
+    for place in places:
+        if writable(place):
+            env["NUMBA_CACHE_DIR"] = str(place)
             return True
-        temp = private_temp()
-        if temp is not None:
-            copy_once(baked, temp / name)
-            if writable(temp / name):
-                env["NUMBA_CACHE_DIR"] = str(temp / name)
-                return True
-        return False
-    home = user_cache()
-    for base in [package / "__pycache__"] + ([home / "scaler"] if home else []):
-        if writable(base / name):
-            env["NUMBA_CACHE_DIR"] = str(base / name)
-            return True
+    # The last resort: a private temporary directory, with a read-only baked cache copied into it.
     temp = private_temp()
-    if temp is not None and writable(temp / name):
+    if temp is None:
+        return False
+    if given is not None:
+        copy_once(places[0], temp / name)
+    if writable(temp / name):
         env["NUMBA_CACHE_DIR"] = str(temp / name)
         return True
     return False

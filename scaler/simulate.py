@@ -324,14 +324,12 @@ def warm() -> float:
     start = time.perf_counter()
     policy = load_policy(defaults.DEFAULT_POLICY)
     times = np.arange(4) * policy.interval
-    demand = Demand(times=times, load=np.ones((1, 4)), gauges={}, initial=np.ones(1), load_metric="cpu",
+    demand = Demand(times=times, load=np.ones((2, 4)), gauges={}, initial=np.ones(2), load_metric="cpu",
                     sample_step=policy.interval)
     for record in (True, False):
-        run(policy, demand, World(), targets=("warm",), record=record, workers=1)
+        run(policy, demand, World(), targets=("a", "b"), record=record, workers=1)
     # A block of targets split across processes writes into column views of the timeline (not contiguous):
     # compiled separately, here, rather than by the parent and every worker at once on a first big run.
-    two = Demand(times=times, load=np.ones((2, 4)), gauges={}, initial=np.ones(2), load_metric="cpu",
-                 sample_step=policy.interval)
     tl = _timeline(len(times), len(policy.metrics), 2, shared=False)
-    _replay(policy, _block(two, slice(0, 1)), World(), _columns(tl, slice(0, 1)), None)
+    _replay(policy, _block(demand, slice(0, 1)), World(), _columns(tl, slice(0, 1)), None)
     return time.perf_counter() - start
