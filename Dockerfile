@@ -14,7 +14,7 @@ RUN pip install --no-cache-dir ".[kubernetes]" && useradd --create-home --uid 10
 # (scaler/jitcache.py); on a CPU unlike the build machine's, numba compiles once more. Run from / so that
 # the installed package is compiled (numba files its cache under the source's directory), not ./scaler.
 ENV NUMBA_CACHE_DIR=/opt/scaler/jit-cache
-RUN cd / && python -c "from scaler import decide, simulate; decide.warm(); simulate.warm()" \
+RUN cd / && python -c "from scaler.decision import decide; from scaler.simulate import replay; decide.warm(); replay.warm()" \
     && chown -R scaler /opt/scaler/jit-cache
 COPY policies ./policies
 COPY runbooks ./runbooks

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server  # noqa: E402
 
-from scaler import loop as loop_module  # noqa: E402
-from scaler.controller import build  # noqa: E402
-from scaler.runconfig import load_run_config  # noqa: E402
+from scaler.live import loop as loop_module  # noqa: E402
+from scaler.live.config import load_run_config  # noqa: E402
+from scaler.live.controller import build  # noqa: E402
 from tests.support.live import LivePrometheus, wait_until  # noqa: E402
 from tests.support.moto_server import moto_server  # noqa: E402
 from tests.support.prometheus import free_port  # noqa: E402

@@ -26,10 +26,10 @@ WEEK = 7 * 86400
 
 def one(policy_path: str, targets: int, workers: int | None) -> dict:
     from scaler import defaults
-    from scaler.metrics.recorded import load_recording, resample
-    from scaler.policy import load_policy
-    from scaler.simulate import Demand, run
-    from scaler.world import World
+    from scaler.policy.model import load_policy
+    from scaler.recordings.load import load_recording, resample
+    from scaler.simulate.replay import Demand, run
+    from scaler.simulate.world import World
 
     policy = load_policy(policy_path)
     rec = load_recording(defaults.DEFAULT_TRACE, metric="cpu")

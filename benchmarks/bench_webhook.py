@@ -29,11 +29,11 @@ from prometheus_client import CollectorRegistry
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the failover world and local web server come from the test helpers
 
+from scaler.alerts.triggers import Dispatcher, Rule  # noqa: E402
 from scaler.aws import AwsSettings  # noqa: E402
 from scaler.runbook.service import RunbookService  # noqa: E402
-from scaler.serve_cli import warm_clients  # noqa: E402
-from scaler.server import Server, Webhook  # noqa: E402
-from scaler.triggers import Dispatcher, Rule  # noqa: E402
+from scaler.server.http import Server, Webhook  # noqa: E402
+from scaler.server.serve import warm_clients  # noqa: E402
 from tests.runbook.helpers import PRIMARY, build_world, failover_params, web_server  # noqa: E402
 from tests.support.moto_server import moto_server  # noqa: E402
 

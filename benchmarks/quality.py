@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from scaler.baseline import hpa_baseline
-from scaler.metrics.recorded import load_recording
-from scaler.policy import load_policy
-from scaler.simulate import simulate
-from scaler.world import World, busy_scale
+from scaler.policy.model import load_policy
+from scaler.recordings.load import load_recording
+from scaler.simulate.baseline import hpa_baseline
+from scaler.simulate.replay import simulate
+from scaler.simulate.world import World, busy_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ COUNTS = {"elb_request_count_8c0756.csv", "nyc_taxi.csv"}
 
 
 def world_for(name: str, rec) -> World:
-    """Every trace scaled by the same rule (scaler.world.busy_scale): its p99 load is 7 replicas of work."""
+    """Every trace scaled by the same rule (scaler.simulate.world.busy_scale): its p99 load is 7 replicas of work."""
     return World(**busy_scale(rec.metrics["load"], count=name in COUNTS))
 
 

@@ -1,5 +1,5 @@
 """`python -m scaler` runs the command line."""
 
-from scaler.cli import app
+from scaler.cli.main import app
 
 app()

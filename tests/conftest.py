@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from scaler.policy import Policy
+from scaler.policy.model import Policy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_TRACES = ROOT.parent / "shared" / "traces"

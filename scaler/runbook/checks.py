@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from scaler import template
 from scaler.errors import Problem
-from scaler.runbook import template
 from scaler.runbook.actions import REGISTRY
 from scaler.runbook.errors import TemplateError
 from scaler.units import parse_duration

@@ -8,10 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scaler import retry
-from scaler.config import problems_from
+from scaler import retry, template
 from scaler.errors import PermanentError, ScalerError
-from scaler.runbook import template
 from scaler.runbook.actions import REGISTRY
 from scaler.runbook.actions.base import Action
 from scaler.runbook.context import Env, StepContext
@@ -20,6 +18,7 @@ from scaler.runbook.model import Call, RetrySpec, Runbook, Step, Verify
 from scaler.runbook.progress import next_move
 from scaler.runbook.records import RunRecord
 from scaler.runbook.redact import Redactor
+from scaler.yamlio import problems_from
 
 log = logging.getLogger("scaler.runbook")
 

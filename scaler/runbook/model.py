@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from scaler.config import read_yaml, validate
 from scaler.errors import ConfigError, Problem
 from scaler.runbook.checks import check
 from scaler.units import PositiveSeconds, Seconds
+from scaler.yamlio import read_yaml, validate
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
 RunbookName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=128)]

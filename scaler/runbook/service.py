@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from scaler import template
 from scaler.aws import AwsClients, AwsSettings
 from scaler.clock import Clock, SystemClock
 from scaler.errors import ConfigError, Problem
 from scaler.runbook import params as P
-from scaler.runbook import template
 from scaler.runbook.actions import REGISTRY
 from scaler.runbook.audit import AuditLog
 from scaler.runbook.context import Env

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scaler.config import validate
 from scaler.errors import ConfigError, Problem
 from scaler.targets import aws_asg, aws_ecs, dry_run, kubernetes
 from scaler.targets.base import ScaleTarget, TargetContext
+from scaler.yamlio import validate
 
 _KIND = "Which provider runs the replicas: one of the keys of KINDS"
 _REGION = "AWS region, e.g. us-east-1; omitted: the controller's default region (AwsSettings.region)"

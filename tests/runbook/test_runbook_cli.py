@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from scaler.runbook.cli import app
+from scaler.cli.runbook import app
 from tests.runbook.helpers import PRIMARY, RUNBOOKS, ClientFor, World, build_world, current_secret, flag_value
 from tests.support.moto_server import MotoServer
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from scaler.cli.runbook import app
 from scaler.errors import ConfigError
-from scaler.runbook.cli import app
 from scaler.runbook.model import load, load_dir
 from tests.runbook.helpers import RUNBOOKS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scaler.runbook.cli import app
+from scaler.cli.runbook import app
 from scaler.runbook.service import RunbookService, Trigger
 from tests.runbook.helpers import PRIMARY, ClientFor, Web, World, failover_params
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from scaler import template
 from scaler.runbook import params as P
-from scaler.runbook import template
 from scaler.runbook.errors import ParamError, TemplateError
 from scaler.runbook.model import Runbook
 from scaler.runbook.redact import MASK, RedactingFilter, Redactor

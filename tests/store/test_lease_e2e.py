@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from scaler import statecodec
 from scaler.aws import AwsClients, AwsSettings
-from scaler.decide import Spec, decide, initial_state
-from scaler.policy import load_policy
+from scaler.decision import statecodec
+from scaler.decision.decide import Spec, decide, initial_state
+from scaler.policy.model import load_policy
 from scaler.store.dynamodb import DynamoStore, ensure_table
 from scaler.store.lease import DynamoLease
 from tests.conftest import ROOT

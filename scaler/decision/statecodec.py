@@ -1,0 +1,255 @@
+"""The decision state (scaler.decision.decide.State) as bytes for a StateStore: compact, versioned, matched by target name.
+
+A blob is an npz archive (np.savez_compressed; read back with allow_pickle=False, so a blob can never run
+code). It holds one JSON header (format version, the spec's fingerprint, the target names in column order,
+the ring heads) and one array per state field. Anything wrong with a blob is not an error for the caller:
+`decode` answers with a fresh `initial_state` and says why, so a controller that cannot read its old state
+starts over exactly as it would on first boot (holding scale-down for one window) and logs the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from scaler.decision.decide import Spec, State, initial_state
+from scaler.decision.history import History
+from scaler.decision.smoothing import SmoothState
+
+FORMAT = 1  # bump when the layout below changes; blobs of another format are not read
+
+
+class _Unreadable(Exception):
+    """Why a blob cannot be used (turned into decode's reason string, never raised to the caller)."""
+
+
+def fingerprint(spec: Spec) -> str:
+    """A short hash of everything that decides the state arrays' shapes and what their rows mean.
+
+    Per metric, in order: its name and kind (a utilization window stores value x ready replicas, the others
+    the raw value), its window kind and ring slots; per panic window its kind and slots; the history slots.
+    Values that only change how the state is used (targets, thresholds, EWMA weight, rate limits) are left
+    out, so tuning a policy keeps its state, while reordering or renaming metrics, or resizing a window,
+    starts fresh instead of reading one metric's ring as another's.
+    """
+    shape = {
+        "metrics": [
+            [name, str(kind), sm.kind, sm.slots]
+            for name, kind, sm in zip(spec.metric_names, spec.kinds, spec.smoothers, strict=True)
+        ],
+        "panic": [[sm.kind, sm.slots] for sm in spec.panic_smoothers],
+        "history": spec.slots,
+    }
+    text = json.dumps(shape, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode(spec: Spec, state: State, targets: Sequence[str]) -> bytes:
+    """`state` for `targets` (its columns, in order) as bytes."""
+    names = [str(t) for t in targets]
+    n = len(names)
+    if len(set(names)) != n:
+        raise ValueError("target names must be unique")
+    if state.blind.shape != (n,):
+        raise ValueError(f"state has {state.blind.shape[0]} target columns, {n} target names given")
+    header = {
+        "format": FORMAT,
+        "fingerprint": fingerprint(spec),
+        "targets": names,
+        "smooth": [[s.head, s.clean] for s in state.smooth],
+        "panic": [[s.head, s.clean] for s in state.panic_smooth],
+        "heads": {"recs": state.recs.head, "up": state.up_events.head, "down": state.down_events.head},
+    }
+    arrays: dict[str, np.ndarray] = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    arrays.update({f"smooth{i}": s.ring for i, s in enumerate(state.smooth)})
+    # A trend window's running sums: kept so a restart fits exactly the same line as the ticks before it.
+    arrays.update({f"smooth{i}_sums": s.sums for i, s in enumerate(state.smooth) if s.sums is not None})
+    arrays.update({f"panic{i}": s.ring for i, s in enumerate(state.panic_smooth)})
+    for name, h in (("recs", state.recs), ("up", state.up_events), ("down", state.down_events)):
+        arrays[f"{name}_t"], arrays[f"{name}_v"] = h.t, h.v
+    for name in ("last_up", "last_change", "panic_until", "blind"):
+        arrays[name] = getattr(state, name)
+    out = io.BytesIO()
+    np.savez_compressed(out, **arrays)
+    return out.getvalue()
+
+
+def decode(
+    blob: bytes | None,
+    spec: Spec,
+    *,
+    targets: Sequence[str],
+    current: np.ndarray,
+    now: float,
+) -> tuple[State, str]:
+    """The state for `targets` (in that order) from `blob`, and "" — or a fresh state and why.
+
+    None (nothing saved yet) gives `initial_state(spec, current, now)` and "". A blob that is corrupt, of
+    another format or of another fingerprint gives the same fresh state and a reason to log.
+
+    Columns are matched by name. A target in the blob keeps its columns exactly (a target in the blob but
+    not in `targets` is dropped). A target new to the blob gets what `initial_state` gives it: empty
+    windows, no events, no cooldowns, and `current` counted as a recommendation made at `now`, so it holds
+    back scale-down for one down-stabilization window just as a fresh start does. All targets share one
+    timestamp per history slot, so that recommendation needs a slot stamped `now`:
+
+    - if the newest stored slot is stamped `now` (the blob was saved by a tick at this same time), it goes
+      there, in the new target's column, which is empty;
+    - otherwise one slot is pushed at `now` into the recommendation history only, empty (NaN: "recorded
+      nothing") for every stored target.
+
+    Why not the newest stored slot whatever its time: after a restart it may be minutes old, and the hold
+    would end that much early (or at once). Why a push is safe for the stored targets: their values are
+    untouched and NaN slots count for nothing; the push only evicts the ring's oldest slot. The ring holds
+    two slots more than the longest look-back H needs (Policy.history_slots: ceil(H / interval) + 2), so
+    while the stored ticks were at least one interval apart, its oldest slot is more than H old at any
+    `now` from the last tick on (web: 10 slots at 15 s, oldest 135 s before the last tick, H = 120 s).
+    Only ticks closer together than the interval could put a slot still inside a window there. The event
+    histories and windows are not pushed, so rate limits and smoothing see exactly what they saw.
+    Every target new -> exactly `initial_state`.
+    """
+    names = [str(t) for t in targets]
+    current = np.asarray(current, dtype=float)
+    if len(set(names)) != len(names):
+        raise ValueError("target names must be unique")
+    if current.shape != (len(names),):
+        raise ValueError(f"current has shape {current.shape}, expected ({len(names)},) for the targets given")
+    if blob is None:
+        return initial_state(spec, current, now), ""
+    try:
+        header, arrays = _read(blob)
+        stored = _check(spec, header, arrays)
+    except _Unreadable as e:
+        return initial_state(spec, current, now), f"saved state not used: {e}"
+    return _remap(spec, header, arrays, stored, names, current, now), ""
+
+
+def _read(blob: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and every array of a blob, or _Unreadable."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        header = json.loads(arrays.pop("header").tobytes().decode())
+    except Exception as e:
+        # Damaged bytes fail anywhere in zipfile, zlib and numpy, and not with one type: flipping each byte
+        # of a blob in turn raised BadZipFile (CRC mismatch), zlib.error, NotImplementedError (a "method"
+        # byte), RuntimeError (an "encrypted" flag bit); truncation EOFError / OSError; a pickled (object)
+        # array ValueError. Whatever the type, these bytes cannot be used, and the caller starts fresh.
+        raise _Unreadable(f"unreadable ({type(e).__name__}: {e})") from e
+    if not isinstance(header, dict):
+        raise _Unreadable("unreadable (header is not an object)")
+    return header, arrays
+
+
+def _check(spec: Spec, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> int:
+    """The number of stored targets, after checking format, fingerprint and every array's shape and dtype."""
+    if header.get("format") != FORMAT:
+        raise _Unreadable(f"format {header.get('format')!r}, this version reads format {FORMAT}")
+    if header.get("fingerprint") != fingerprint(spec):
+        raise _Unreadable(
+            f"saved for another policy shape (fingerprint {header.get('fingerprint')!r}, now "
+            f"{fingerprint(spec)!r}: metrics, windows or history length changed)"
+        )
+    names = header.get("targets")
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names) or len(set(names)) != len(names):
+        raise _Unreadable("malformed target list")
+    n = len(names)
+    want: dict[str, tuple[tuple[int, ...], Any]] = {}
+    want.update({f"smooth{i}": ((sm.slots, n), np.float64) for i, sm in enumerate(spec.smoothers)})
+    want.update({f"panic{i}": ((sm.slots, n), np.float64) for i, sm in enumerate(spec.panic_smoothers)})
+    for name in ("recs", "up", "down"):
+        want[f"{name}_t"] = ((spec.slots,), np.float64)
+        want[f"{name}_v"] = ((spec.slots, n), np.float64)
+    for name in ("last_up", "last_change", "panic_until"):
+        want[name] = ((n,), np.float64)
+    want["blind"] = ((n,), np.int64)
+    optional = {f"smooth{i}_sums": ((2, n), np.float64) for i, sm in enumerate(spec.smoothers) if sm.kind == "trend"}
+    missing, extra = sorted(set(want) - set(arrays)), sorted(set(arrays) - set(want) - set(optional))
+    if missing or extra:
+        raise _Unreadable(f"arrays missing {missing}, unexpected {extra}")
+    want.update({k: v for k, v in optional.items() if k in arrays})
+    for name, (shape, dtype) in want.items():
+        a = arrays[name]
+        if a.shape != shape or a.dtype != dtype:
+            raise _Unreadable(f"{name} is {a.dtype}{list(a.shape)}, expected {np.dtype(dtype)}{list(shape)}")
+    try:
+        rings = [(sm.slots, header["smooth"][i]) for i, sm in enumerate(spec.smoothers)]
+        rings += [(sm.slots, header["panic"][i]) for i, sm in enumerate(spec.panic_smoothers)]
+        ok = len(header["smooth"]) == len(spec.smoothers) and len(header["panic"]) == len(spec.panic_smoothers)
+        ok = ok and all(_index(head, slots) and _index(clean, slots + 1) for slots, (head, clean) in rings)
+        ok = ok and all(_index(header["heads"][h], spec.slots) for h in ("recs", "up", "down"))
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise _Unreadable(f"malformed ring heads ({type(e).__name__})") from e
+    if not ok:
+        raise _Unreadable("ring heads out of range")
+    if header["heads"]["up"] != header["heads"]["down"] or not np.array_equal(arrays["up_t"], arrays["down_t"],
+                                                                             equal_nan=True):
+        raise _Unreadable("scale-up and scale-down event histories out of step")
+    return n
+
+
+def _index(value: Any, size: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
+
+
+def _remap(
+    spec: Spec,
+    header: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    stored: int,
+    names: list[str],
+    current: np.ndarray,
+    now: float,
+) -> State:
+    """The State for `names` from checked arrays: stored columns by name, new ones as initial_state has them."""
+    where = {name: j for j, name in enumerate(header["targets"])}
+    src = np.array([where.get(name, -1) for name in names], dtype=np.int64)
+    new = src < 0
+    if len(names) and new.all():
+        return initial_state(spec, current, now)
+    kept = ~new
+    if not new.any() and np.array_equal(src, np.arange(stored)):
+        cols = lambda a, fill: a  # noqa: E731  (same targets, same order: the arrays as they are)
+    else:
+        def cols(a: np.ndarray, fill: float | int) -> np.ndarray:
+            out = np.full(a.shape[:-1] + (len(names),), fill, dtype=a.dtype)
+            out[..., kept] = a[..., src[kept]]
+            return out
+
+    def ring(key: str, head: int, clean: int) -> SmoothState:
+        # `clean` counts the latest ring writes that were finite for every target; a new target's column
+        # is NaN, so it no longer holds for the new set of targets. A new target's running sums are NaN
+        # too (its window is not full), as they would be had it started with the others.
+        sums = arrays.get(f"{key}_sums")
+        return SmoothState(ring=cols(arrays[key], np.nan), head=head, clean=0 if new.any() else clean,
+                           sums=None if sums is None else cols(sums, np.nan))
+
+    def history(name: str) -> History:
+        return History(t=arrays[f"{name}_t"], v=cols(arrays[f"{name}_v"], np.nan), head=header["heads"][name])
+
+    recs, up, down = history("recs"), history("up"), history("down")
+    if new.any():
+        newest = (recs.head - 1) % spec.slots
+        if recs.t[newest] == now:
+            recs.v[newest, new] = current[new]
+        else:
+            recs = recs.push(now, np.where(new, current, np.nan))
+    # Event histories are pushed together (checked above) and share one array of slot times, as
+    # initial_state makes them (rate limits then find a period's slots once for both).
+    down = History(t=up.t, v=down.v, head=down.head)
+    return State(
+        smooth=tuple(ring(f"smooth{i}", h, c) for i, (h, c) in enumerate(header["smooth"])),
+        panic_smooth=tuple(ring(f"panic{i}", h, c) for i, (h, c) in enumerate(header["panic"])),
+        recs=recs,
+        up_events=up,
+        down_events=down,
+        last_up=cols(arrays["last_up"], np.nan),
+        last_change=cols(arrays["last_change"], np.nan),
+        panic_until=cols(arrays["panic_until"], np.nan),
+        blind=cols(arrays["blind"], 0),
+    )

@@ -1,0 +1,323 @@
+"""The `scaler run` config: Prometheus, policies and their targets, state store, lease, HTTP, notifications,
+health rules. Loaded in two passes so every problem is reported at once, each naming its field."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scaler import yamlio as cfgio
+from scaler.alerts.triggers import Rule, check_rules
+from scaler.errors import ConfigError, Problem
+from scaler.live.health import HealthRule
+from scaler.policy.model import Policy, load_policy
+from scaler.retry import RetryPolicy
+from scaler.server.serve import AwsSection, split_listen
+from scaler.units import PositiveSeconds
+
+LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyEntry(_Strict):
+    """One policy and the targets it scales; each target is matched to query results by one label."""
+
+    policy: Path = Field(description="Policy YAML file (or HPA manifest), relative to this config")
+    target_label: LabelName = Field(description="Label whose value names the target in every query's "
+                                    "result, e.g. service; each query must aggregate `by` it")
+    targets: list[dict[str, Any]] = Field(min_length=1, description="Targets: `label` (the value of "
+                                          "target_label), `kind`, and that kind's fields")
+
+
+class KubernetesSection(_Strict):
+    in_cluster: bool | None = Field(None, description="None: in-cluster when running in a pod, else kubeconfig")
+    kubeconfig: Path | None = Field(None, description="kubeconfig file (default $KUBECONFIG, ~/.kube/config)")
+    context: str | None = Field(None, description="kubeconfig context")
+    timeout: PositiveSeconds = Field(10.0, description="Seconds per API request")
+
+
+class RetrySection(_Strict):
+    """Retries of provider calls (target reads and writes) on throttling, 5xx and connection errors."""
+
+    attempts: int = Field(4, ge=1, le=20, description="Tries per call, the first included")
+    initial: PositiveSeconds = Field(0.2, description="Seconds before the first retry; doubles each time")
+    max_delay: PositiveSeconds = Field(5.0, description="Cap on one delay, seconds")
+
+
+class NotifySection(_Strict):
+    """A Slack-compatible incoming webhook. The URL embeds a credential: it never goes in this file."""
+
+    name: str = Field(description="Channel name for logs (the URL is never logged)")
+    url_env: EnvName | None = Field(None, description="Environment variable holding the webhook URL")
+    url_file: Path | None = Field(None, description="File holding the webhook URL")
+    severities: list[str] = Field(["warning", "critical"], description="info, warning and/or critical")
+
+    @field_validator("severities")
+    @classmethod
+    def _known(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if v not in ("info", "warning", "critical")]
+        if bad or not values:
+            raise ValueError(f"expected some of info, warning, critical; got {values}")
+        return values
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NotifySection:
+        if (self.url_env is None) == (self.url_file is None):
+            raise ValueError("set exactly one of url_env or url_file")
+        return self
+
+
+class RunbooksSection(_Strict):
+    """Where health-rule events start runbooks, through the same trigger rules as `scaler serve`."""
+
+    dir: Path = Field(description="Directory of runbook YAML files")
+    journal: Path = Field(description="Run journal (SQLite)")
+    audit: Path = Field(description="Runbook audit log (JSON lines)")
+    http_timeout: PositiveSeconds = Field(5.0, description="Timeout of runbook HTTP actions, seconds")
+    workers: int = Field(2, ge=1, le=16, description="Runs that may start at the same time")
+    triggers: list[Rule] = Field(description="Event -> runbook rules; match on alertname (the health rule's "
+                                 "name), policy, target, severity and the rule's labels")
+
+    @field_validator("triggers")
+    @classmethod
+    def _unique(cls, rules: list[Rule]) -> list[Rule]:
+        return check_rules(rules)
+
+
+class RunConfig(_Strict):
+    """The `scaler run` config. Relative paths are relative to the config file's directory."""
+
+    listen: str = Field("127.0.0.1:9464", description="host:port for /metrics, /healthz, /readyz")
+    prometheus: dict[str, Any] = Field(description="url, timeout, stale_after and auth (see README)")
+    state: dict[str, Any] = Field({"kind": "sqlite", "path": "scaler-state.db"},
+                                  description="Where decision state persists: sqlite (path) or dynamodb (table)")
+    lease: dict[str, Any] = Field({"kind": "solo"},
+                                  description="Leader election: solo (one controller) or dynamodb (table, ttl)")
+    aws: AwsSection = Field(default_factory=AwsSection)
+    kubernetes: KubernetesSection = Field(default_factory=KubernetesSection)
+    audit: Path | None = Field(Path("scaler-decisions.jsonl"), description="Decision audit log (JSON lines)")
+    ready_after: PositiveSeconds | None = Field(
+        None, description="/readyz fails when no tick succeeded for this long (default: 3 policy intervals)")
+    retry: RetrySection = Field(default_factory=RetrySection)
+    workers: int = Field(16, ge=1, le=256, description="Provider calls in flight at once (reads and writes)")
+    notify: list[NotifySection] = Field(default_factory=list)
+    health_rules: list[HealthRule] = Field(default_factory=list)
+    runbooks: RunbooksSection | None = None
+    policies: list[PolicyEntry] = Field(min_length=1)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(attempts=self.retry.attempts, initial=self.retry.initial, max_delay=self.retry.max_delay)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    label: str  # the value of the policy's target_label
+    config: Any  # the kind's own config model (scaler.targets.registry)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    policy: Policy
+    file: Path
+    target_label: str
+    targets: tuple[TargetSpec, ...]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A validated config with everything resolved: paths absolute, sub-configs typed, policies loaded."""
+
+    source: Path
+    config: RunConfig
+    prometheus: Any
+    state: Any
+    lease: Any
+    policies: tuple[PolicySpec, ...]
+    channels: tuple[tuple[NotifySection, str], ...]  # (section, url); the URL is a secret
+
+    @property
+    def base(self) -> Path:
+        return self.source.parent
+
+
+def _sub(model: type[BaseModel], data: Any, where: str, problems: list[Problem]) -> Any:
+    """Validate one pluggable section against its kind's model, adding its problems under `where`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        for p in cfgio.problems_from(e):
+            problems.append(Problem(f"{where}.{p.where}" if p.where else where, p.what))
+        return None
+
+
+def _kind(models: dict[str, type[BaseModel]], data: dict[str, Any], where: str, problems: list[Problem]) -> Any:
+    """A section whose `kind` picks its model (state, lease, a target)."""
+    kind = data.get("kind")
+    if kind not in models:
+        problems.append(Problem(f"{where}.kind", f"expected one of {', '.join(sorted(models))}, got {kind!r}"))
+        return None
+    return _sub(models[kind], data, where, problems)
+
+
+def _at(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else base / p
+
+
+def load_run_config(path: str | Path) -> Loaded:
+    """Read, validate and resolve a run config; one ConfigError lists every problem found.
+
+    The pluggable sections (prometheus, state, lease, each target) and the policy files are checked even
+    when the top level has problems, so a first run shows everything that needs fixing.
+    """
+    from scaler.sources.registry import SOURCES
+    from scaler.store.registry import LEASES, STORES
+    from scaler.targets.registry import KINDS
+
+    source = Path(path)
+    raw = cfgio.read_yaml(source)
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "expected a mapping at the top level")
+    base = source.parent
+    problems: list[Problem] = []
+    cfg: RunConfig | None = None
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as e:
+        problems += cfgio.problems_from(e)
+
+    def section(name: str) -> dict[str, Any] | None:
+        value = raw.get(name, RunConfig.model_fields[name].default)
+        return value if isinstance(value, dict) else None  # otherwise the first pass said why
+
+    prom = _sub(SOURCES["prometheus"].config, section("prometheus"), "prometheus", problems) \
+        if section("prometheus") is not None else None
+    state = _kind(STORES, _paths(section("state"), base), "state", problems) if section("state") else None
+    lease = _kind(LEASES, section("lease"), "lease", problems) if section("lease") else None
+    entries = raw.get("policies") if isinstance(raw.get("policies"), list) else []
+    policies = _policies(entries, base, {name: kind.config for name, kind in KINDS.items()}, problems)
+
+    channels: tuple[tuple[NotifySection, str], ...] = ()
+    if cfg is not None:
+        _check_rules(cfg, policies, problems)
+        channels = _channels(cfg, base, problems)
+    if problems or cfg is None:
+        raise ConfigError(source, problems)
+    resolved = cfg.model_copy(update={
+        "audit": _at(base, cfg.audit) if cfg.audit else None,
+        "runbooks": _runbook_paths(cfg.runbooks, base),
+    })
+    return Loaded(source, resolved, prom, state, lease, tuple(policies), channels)
+
+
+def _policies(entries: list[Any], base: Path, target_models: dict[str, type[BaseModel]],
+              problems: list[Problem]) -> list[PolicySpec]:
+    """Load each entry's policy file and type its targets (entries the first pass rejected are skipped)."""
+    policies: list[PolicySpec] = []
+    names: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        where = f"policies[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("policy"), str):
+            continue
+        file = _at(base, Path(entry["policy"]))
+        try:
+            policy = load_policy(file)
+        except ConfigError as e:
+            problems += [Problem(f"{where}.policy ({file})", str(p)) for p in e.problems]
+            continue
+        if policy.name in names:
+            problems.append(Problem(f"{where}.policy", f"policy name {policy.name!r} is already used by "
+                                    f"policies[{names[policy.name]}]; names key the stored state"))
+        names[policy.name] = i
+        for m in policy.metrics:
+            if not m.query:
+                problems.append(Problem(f"{where}.policy ({file})", f"metric {m.name!r} has no query: the live "
+                                        "loop needs PromQL for every metric"))
+        targets, seen = [], set()
+        for j, target in enumerate(entry.get("targets") if isinstance(entry.get("targets"), list) else []):
+            tw = f"{where}.targets[{j}]"
+            if not isinstance(target, dict):
+                continue
+            label = target.get("label")
+            if not isinstance(label, str) or not label:
+                problems.append(Problem(f"{tw}.label", "required: the value of target_label naming this target"))
+                continue
+            if label in seen:
+                problems.append(Problem(f"{tw}.label", f"{label!r} is listed twice"))
+            seen.add(label)
+            typed = _kind(target_models, {k: v for k, v in target.items() if k != "label"}, tw, problems)
+            if typed is not None:
+                targets.append(TargetSpec(label, typed))
+        policies.append(PolicySpec(policy, file, str(entry.get("target_label")), tuple(targets)))
+    return policies
+
+
+def _paths(section: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A relative `path` in a pluggable section is relative to the config file."""
+    if isinstance(section.get("path"), str) and not Path(section["path"]).is_absolute():
+        return {**section, "path": str(base / section["path"])}
+    return section
+
+
+def _runbook_paths(rb: RunbooksSection | None, base: Path) -> RunbooksSection | None:
+    if rb is None:
+        return None
+    return rb.model_copy(update={"dir": _at(base, rb.dir), "journal": _at(base, rb.journal),
+                                 "audit": _at(base, rb.audit)})
+
+
+def _check_rules(cfg: RunConfig, policies: list[PolicySpec], problems: list[Problem]) -> None:
+    """A health rule must name a policy that exists and a metric that policy has."""
+    by_name = {p.policy.name: p.policy for p in policies}
+    seen: set[str] = set()
+    for i, rule in enumerate(cfg.health_rules):
+        where = f"health_rules[{i}]"
+        if rule.name in seen:
+            problems.append(Problem(f"{where}.name", f"duplicate rule name {rule.name!r}"))
+        seen.add(rule.name)
+        if rule.policy is not None and rule.policy not in by_name:
+            problems.append(Problem(f"{where}.policy", f"no policy named {rule.policy!r} in policies"))
+            continue
+        if rule.metric is None:
+            continue
+        scope = [by_name[rule.policy]] if rule.policy else list(by_name.values())
+        if not any(rule.metric in {m.name for m in p.metrics} for p in scope):
+            problems.append(Problem(f"{where}.metric", f"no metric {rule.metric!r} in "
+                                    + (f"policy {rule.policy!r}" if rule.policy else "any policy")))
+
+
+def _channels(cfg: RunConfig, base: Path, problems: list[Problem]) -> tuple[tuple[NotifySection, str], ...]:
+    out = []
+    for i, ch in enumerate(cfg.notify):
+        where = f"notify[{i}]"
+        if ch.url_env is not None:
+            url = os.environ.get(ch.url_env)
+            if not url:
+                problems.append(Problem(f"{where}.url_env", f"environment variable {ch.url_env} is not set"))
+                continue
+        else:
+            file = _at(base, ch.url_file)
+            try:
+                url = file.read_text(encoding="utf-8").strip()
+            except OSError as e:
+                problems.append(Problem(f"{where}.url_file", f"cannot read {file}: {e.strerror or e}"))
+                continue
+        if not url.startswith(("https://", "http://")):
+            # Never echo the value: it is a credential.
+            problems.append(Problem(where, "the webhook URL must start with https:// or http://"))
+            continue
+        out.append((ch, url))
+    return tuple(out)

@@ -1,0 +1,196 @@
+"""Assembles a running controller from a loaded run config: source, targets, store, lease, HTTP, notifications,
+health-rule dispatch. `Controller` is a context manager so tests and `scaler run` start and stop it alike."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from scaler.aws import AwsClients, AwsSettings
+from scaler.clock import Clock, SystemClock
+from scaler.errors import ConfigError, ScalerError
+from scaler.live.config import Loaded
+from scaler.live.decisionlog import DecisionLog
+from scaler.live.loop import Group, HealthEvent, Loop
+from scaler.live.metrics import LoopMetrics
+from scaler.live.notify import Channel, Notifier
+from scaler.server.http import Server
+from scaler.server.serve import split_listen
+from scaler.targets.base import KubeSettings, TargetContext
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """Renews (or tries to take) the lease every ttl/3 on its own thread, so leadership does not depend on
+    how long a tick takes; a follower takes over within one TTL of the leader's last renewal."""
+
+    def __init__(self, lease, *, clock: Clock, every: float):
+        self.lease = lease
+        self.clock = clock
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.leader = False
+        self.error: str | None = None  # the last acquire's error: a follower that cannot reach the lease
+
+    def beat(self) -> bool:
+        try:
+            got = self.lease.acquire(self.clock.now())
+            self.error = None
+        except ScalerError as e:  # a store outage: we stop being leader when our last renewal runs out
+            log.warning("lease renewal failed: %s", e)
+            self.error = str(e)
+            got = False
+        if got != self.leader:
+            log.log(logging.INFO if got else logging.WARNING, "leadership %s (we are %s, leader %s)",
+                    "acquired" if got else "lost", self.lease.holder, self.lease.leader,
+                    extra={"holder": self.lease.holder})
+        self.leader = got
+        return got
+
+    def start(self) -> LeaseKeeper:
+        self.beat()
+        self._thread = threading.Thread(target=self._run, name="scaler-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.beat()
+
+    def stop(self, *, release: bool = True) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if release:
+            self.lease.release()
+
+
+@dataclass
+class Controller:
+    loop: Loop
+    server: Server | None
+    keeper: LeaseKeeper
+    notifier: Notifier
+    aws: AwsClients
+    stack: ExitStack = field(repr=False)
+
+    def close(self) -> None:
+        self.stack.close()
+
+    def __enter__(self) -> Controller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build(
+    loaded: Loaded,
+    *,
+    clock: Clock | None = None,
+    dry_run: bool = False,
+    listen: str | None = None,
+    serve_http: bool = True,
+    registry: CollectorRegistry | None = None,
+) -> Controller:
+    """Everything `scaler run` runs, started (HTTP bound, lease tried) but not ticking: call loop.run()."""
+    from scaler.decision.decide import warm
+    from scaler.sources.registry import SOURCES
+    from scaler.store.lease import SoloLease
+    from scaler.store.registry import StoreContext
+    from scaler.targets.registry import build as build_target
+
+    # The first decision would otherwise compile the decision path (or load it from cache) mid-tick.
+    log.info("decision path ready in %.2f s", warm())
+    cfg = loaded.config
+    clock = clock or SystemClock()
+    registry = registry or CollectorRegistry()
+    stack = ExitStack()
+    try:
+        aws = AwsClients(AwsSettings(region=cfg.aws.region, endpoint_url=cfg.aws.endpoint_url,
+                                     profile=cfg.aws.profile))
+        k = cfg.kubernetes
+        kube = KubeSettings(in_cluster=k.in_cluster, kubeconfig=k.kubeconfig and loaded.base / k.kubeconfig,
+                            context=k.context, timeout=k.timeout)
+        ctx = TargetContext(aws=aws, kube=kube)
+        try:
+            source = SOURCES["prometheus"].build(loaded.prometheus, loaded.base)
+        except ConfigError as e:  # a secret it points at is missing: name this config file, not "metric source"
+            raise ConfigError(loaded.source, e.problems) from None
+        store_ctx = StoreContext(aws=aws, clock=clock)
+        store = loaded.state.build(store_ctx)
+        # A dry run never takes part in the election: it must not keep the real leader from writing.
+        lease = SoloLease(store_ctx.holder) if dry_run else loaded.lease.build(store_ctx)
+        if hasattr(source, "close"):
+            stack.callback(source.close)
+        groups = []
+        for p in loaded.policies:
+            g = Group(policy=p.policy, target_label=p.target_label, labels=tuple(t.label for t in p.targets),
+                      targets=tuple(build_target(t.config, ctx) for t in p.targets))
+            g.bind(cfg.health_rules)
+            groups.append(g)
+        notifier = Notifier([Channel(ch.name, url, frozenset(ch.severities)) for ch, url in loaded.channels])
+        stack.callback(notifier.close)
+        on_event = _runbook_dispatch(loaded, stack, aws)
+        loop = Loop(groups, source=source, store=store, lease=lease, clock=clock, retry=cfg.retry_policy(),
+                    dry_run=dry_run, metrics=LoopMetrics(registry),
+                    decisions=DecisionLog(cfg.audit) if cfg.audit else None, notifier=notifier,
+                    on_event=on_event, workers=cfg.workers, ready_after=cfg.ready_after)
+        stack.callback(loop.close)
+        ttl = 0.0 if dry_run else float(getattr(loaded.lease, "ttl", 0) or 0)
+        keeper = LeaseKeeper(lease, clock=clock, every=max(ttl / 3, 0.2) if ttl else 3600.0).start()
+        stack.callback(keeper.stop)
+        server = None
+        if serve_http:
+            host, port = split_listen(listen or cfg.listen)
+            try:
+                server = Server(registry=registry, host=host, port=port,
+                                ready=lambda: _ready(loop, keeper)).start()
+            except OSError as e:
+                raise ScalerError(f"cannot listen on {listen or cfg.listen}: {e.strerror or e}") from e
+            stack.callback(server.stop)
+        return Controller(loop, server, keeper, notifier, aws, stack)
+    except BaseException:
+        stack.close()
+        raise
+
+
+def _ready(loop: Loop, keeper: LeaseKeeper) -> tuple[bool, str]:
+    """The loop's readiness, except that a copy which cannot reach the lease is not a healthy standby."""
+    if keeper.error is not None and not keeper.leader:
+        return False, f"cannot reach the lease: {keeper.error}"
+    return loop.ready()
+
+
+def _runbook_dispatch(loaded: Loaded, stack: ExitStack, aws: AwsClients):
+    """Health events start runbooks through the same trigger rules and dedup as Alertmanager alerts."""
+    rb = loaded.config.runbooks
+    if rb is None:
+        return None
+    from datetime import UTC, datetime
+
+    from scaler.alerts.triggers import Dispatcher, synthetic_payload
+    from scaler.runbook.service import RunbookService
+    from scaler.server.serve import check_rules_fit
+
+    service = RunbookService(runbooks_dir=rb.dir, journal_path=rb.journal, audit_path=rb.audit,
+                             aws=aws.settings, http_timeout=rb.http_timeout)
+    check_rules_fit(list(rb.triggers), service, loaded.source, prefix="runbooks.")
+    dispatcher = Dispatcher(service=service, rules=list(rb.triggers), workers=rb.workers)
+    stack.callback(dispatcher.close)
+
+    def on_event(e: HealthEvent) -> None:
+        labels = {"alertname": e.rule.name, "policy": e.policy, "target": e.target, "severity": e.rule.severity,
+                  **e.rule.labels}
+        payload = synthetic_payload(labels, {"summary": e.evidence}, status=e.status,  # type: ignore[arg-type]
+                                    starts_at=datetime.fromtimestamp(e.since, UTC), receiver="health-rules")
+        for outcome in dispatcher.submit(payload, kind="health-rule", who="scaler/health-rules"):
+            log.info("health rule %s -> %s", e.rule.name, outcome.as_json())
+
+    return on_event

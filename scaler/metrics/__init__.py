@@ -1,1 +1,0 @@
-"""Metric sources: recorded files now, live Prometheus later."""

@@ -1,0 +1,282 @@
+"""`scaler serve`: read the serve config, run the HTTP server and trigger dispatch until signalled."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from scaler.alerts.triggers import Dispatcher, Rule, TriggerMetrics, check_rules
+from scaler.aws import AwsSettings
+from scaler.errors import ConfigError, Problem, ScalerError
+from scaler.runbook.errors import RunbookNotFound
+from scaler.runbook.service import RunbookService
+from scaler.server.http import Server, Webhook
+from scaler.units import PositiveSeconds
+from scaler.yamlio import load
+
+log = logging.getLogger(__name__)
+
+MIN_TOKEN_CHARS = 16  # a short shared secret is guessable; `openssl rand -hex 32` gives 64
+# The AWS services runbook actions call. Only a warm-up list: a service missing here still works, its first
+# call just pays for loading its model.
+WARM_SERVICES = ("route53", "elbv2", "ssm", "autoscaling", "ecs", "secretsmanager")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebhookSection(_Strict):
+    """Where Alertmanager posts and where the bearer token comes from (never the config file itself)."""
+
+    path: str = Field("/alertmanager", pattern=r"^/[A-Za-z0-9/_.-]*$", description="URL path of the webhook")
+    token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                  description="Name of the environment variable holding the token")
+    token_file: Path | None = Field(None, description="File holding the token (trailing newline ignored)")
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20, description="Largest accepted body, bytes")
+
+    @field_validator("path")
+    @classmethod
+    def _own_path(cls, path: str) -> str:
+        if path in ("/metrics", "/healthz", "/readyz"):
+            raise ValueError(f"{path} is already served; pick another webhook path")
+        return path
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WebhookSection:
+        if (self.token_env is None) == (self.token_file is None):
+            raise ValueError("set exactly one of token_env or token_file")
+        return self
+
+
+class AwsSection(_Strict):
+    region: str = Field("us-east-1", description="AWS region for runbook actions")
+    endpoint_url: str | None = Field(None, description="One endpoint for all AWS clients (a test server)")
+    profile: str | None = Field(None, description="Named profile for credentials; default chain when unset")
+
+
+class ServeConfig(_Strict):
+    """The `scaler serve` config. Relative paths are relative to the config file's directory."""
+
+    listen: str = Field("127.0.0.1:9464", description="host:port to bind; port 0 picks a free port")
+    webhook: WebhookSection
+    runbooks_dir: Path = Field(Path("runbooks"), description="Directory of runbook YAML files")
+    journal: Path = Field(description="Run journal file (makes a second start with the same key a no-op)")
+    audit: Path = Field(description="Audit log file")
+    aws: AwsSection = Field(default_factory=AwsSection)
+    http_timeout: PositiveSeconds = Field(5.0, description="Timeout of runbook HTTP actions, seconds")
+    workers: int = Field(4, ge=1, le=64, description="Runs that may start at the same time")
+    triggers: list[Rule] = Field(default_factory=list, description="Alert-to-runbook rules, first match wins")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @field_validator("triggers")
+    @classmethod
+    def _unique(cls, rules: list[Rule]) -> list[Rule]:
+        return check_rules(rules)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """'127.0.0.1:9464' -> ('127.0.0.1', 9464); '[::1]:0' -> ('::1', 0)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected host:port with a port 0-65535, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _resolve(cfg: ServeConfig, base: Path) -> ServeConfig:
+    def at(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    hook = cfg.webhook
+    if hook.token_file is not None:
+        hook = hook.model_copy(update={"token_file": at(hook.token_file)})
+    return cfg.model_copy(update={"runbooks_dir": at(cfg.runbooks_dir), "journal": at(cfg.journal),
+                                  "audit": at(cfg.audit), "webhook": hook})
+
+
+def _token(cfg: ServeConfig, source: Path) -> str:
+    hook = cfg.webhook
+    if hook.token_env is not None:
+        where, value = "webhook.token_env", os.environ.get(hook.token_env)
+        if value is None:
+            raise ConfigError(source, [Problem(where, f"environment variable {hook.token_env} is not set")])
+    else:
+        where, file = "webhook.token_file", Path(str(hook.token_file))
+        try:
+            value = file.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(source, [Problem(where, f"cannot read {file}: {e.strerror}")]) from None
+    value = value.strip()
+    # Say how long it was, never what it was.
+    if len(value) < MIN_TOKEN_CHARS:
+        problem = Problem(where, f"token has {len(value)} characters, need >= {MIN_TOKEN_CHARS}")
+        raise ConfigError(source, [problem])
+    return value
+
+
+def check_rules_fit(rules: list[Rule], service: RunbookService, source: str | Path, *, prefix: str = "") -> None:
+    """Every rule's runbook exists and takes the parameters the rule gives it.
+
+    A rule naming a missing runbook, or a misspelt parameter, would otherwise fail only mid-incident.
+    """
+    problems: list[Problem] = []
+    for i, rule in enumerate(rules):
+        here = f"{prefix}triggers[{i}]"
+        for where, action in ((here, rule), (f"{here}.on_resolved", rule.on_resolved)):
+            if action is None:
+                continue
+            try:
+                _, runbook = service.runbook(action.runbook)
+            except RunbookNotFound:
+                problems.append(Problem(f"{where}.runbook", f"no runbook {action.runbook!r} in "
+                                        f"{service.runbooks_dir}"))
+                continue
+            except ConfigError as e:
+                problems.append(Problem(f"{where}.runbook", f"runbook {action.runbook!r} is invalid: "
+                                        + "; ".join(str(p) for p in e.problems)))
+                continue
+            for name in sorted(set(action.params) - set(runbook.parameters)):
+                problems.append(Problem(f"{where}.params.{name}", f"runbook {action.runbook!r} has no "
+                                        f"parameter {name!r}"))
+            for name, param in runbook.parameters.items():
+                if param.is_required and name not in action.params:
+                    problems.append(Problem(f"{where}.params", f"runbook {action.runbook!r} needs "
+                                            f"parameter {name!r}"))
+    if problems:
+        raise ConfigError(source, problems)
+
+
+def load_serve_config(path: Path) -> tuple[ServeConfig, str]:
+    """The validated config with paths resolved, and the token; ConfigError naming file and field."""
+    cfg = _resolve(load(ServeConfig, path), path.resolve().parent)
+    token = _token(cfg, path)
+    if not cfg.runbooks_dir.is_dir():
+        raise ConfigError(path, [Problem("runbooks_dir", f"{cfg.runbooks_dir} is not a directory")])
+    return cfg, token
+
+
+def warm_clients(service: RunbookService, region: str) -> None:
+    """Build the AWS clients before the first alert needs them.
+
+    Creating the first botocore client loads and parses its service model: ~300 ms, measured by
+    benchmarks/bench_webhook.py, against a 200 ms budget from webhook to first provider call. Clients in
+    other regions reuse the loaded model, so one region is enough. No request is sent.
+    """
+    for name in WARM_SERVICES:
+        try:
+            service.clients.client(name, region)
+        except Exception as e:  # a warm-up failure only costs latency later; the run will report the cause
+            log.warning("preparing the %s client failed: %s", name, e)
+
+
+@dataclass
+class Serving:
+    server: Server
+    dispatcher: Dispatcher
+    service: RunbookService
+
+
+@contextmanager
+def serving(cfg: ServeConfig, token: str, *, source: str | Path = "serve config",
+            registry: CollectorRegistry | None = None, listen: str | None = None) -> Iterator[Serving]:
+    """Build the runbook service, dispatcher and server; stop all three on exit, runs in flight first."""
+    registry = registry or CollectorRegistry()
+    aws = AwsSettings(region=cfg.aws.region, endpoint_url=cfg.aws.endpoint_url, profile=cfg.aws.profile)
+    service = RunbookService(runbooks_dir=cfg.runbooks_dir, journal_path=cfg.journal, audit_path=cfg.audit,
+                             aws=aws, http_timeout=cfg.http_timeout)
+    check_rules_fit(list(cfg.triggers), service, source)
+    dispatcher = Dispatcher(service=service, rules=list(cfg.triggers), metrics=TriggerMetrics(registry),
+                            workers=cfg.workers)
+    closing, warm = threading.Event(), threading.Event()
+
+    def warm_up() -> None:
+        warm_clients(service, cfg.aws.region)
+        warm.set()
+
+    threading.Thread(target=warm_up, name="scaler-warm", daemon=True).start()
+
+    def ready() -> tuple[bool, str]:
+        if closing.is_set():
+            return False, "shutting down"
+        if not warm.is_set():
+            return False, "preparing AWS clients"
+        if not cfg.runbooks_dir.is_dir():
+            return False, f"runbooks directory {cfg.runbooks_dir} is missing"
+        return True, "ok"
+
+    host, port = split_listen(listen or cfg.listen)
+    hook = Webhook(token=token, submit=dispatcher.submit, path=cfg.webhook.path,
+                   max_body_bytes=cfg.webhook.max_body_bytes)
+    try:
+        server = Server(registry=registry, host=host, port=port, webhook=hook, ready=ready)
+    except OSError as e:
+        dispatcher.close()
+        raise ScalerError(f"cannot listen on {listen or cfg.listen}: {e.strerror or e}") from e
+    server.start()
+    try:
+        yield Serving(server, dispatcher, service)
+    finally:
+        closing.set()
+        server.stop()
+        dispatcher.close()
+
+
+def serve(
+    config: Annotated[Path, typer.Argument(help="Serve config YAML (listen, webhook, runbooks, triggers)")],
+    listen: Annotated[str | None, typer.Option(help="Override `listen`, e.g. 127.0.0.1:0")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Serve /metrics, /healthz, /readyz and the Alertmanager webhook that starts runbooks."""
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        typer.echo(f"--log-level: expected debug, info, warning or error, got {log_level!r}", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if listen is not None:
+            split_listen(listen)
+        cfg, token = load_serve_config(config)
+    except ValueError as e:
+        typer.echo(f"--listen: {e}", err=True)
+        raise typer.Exit(2) from None
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        with serving(cfg, token, source=config, listen=listen) as s:
+            # One machine-readable line, so scripts and tests can find a port chosen with :0.
+            typer.echo(f"scaler serve: listening on {s.server.url}")
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+            log.info("signal received: stopping (runs in flight finish first)")
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    except (ScalerError, OSError) as e:  # OSError: the journal or audit file cannot be created
+        typer.echo(f"scaler serve: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":
+    typer.run(serve)
