@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from pydantic import BaseModel, ConfigDict, Field
 
 from scaler.errors import PermanentError, ProviderError, TransientError
 
@@ -47,6 +48,18 @@ class AwsSettings:
     profile: str | None = None
     connect_timeout: float = 5.0  # seconds to open a connection
     read_timeout: float = 15.0  # seconds to wait for a response
+
+
+class AwsSection(BaseModel):
+    """The `aws` section of a config file: where AWS calls go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str = Field("us-east-1", description="AWS region for runbook actions")
+    endpoint_url: str | None = Field(None, description="One endpoint for all AWS clients (a test server)")
+    profile: str | None = Field(None, description="Named profile for credentials; default chain when unset")
+    def settings(self) -> AwsSettings:
+        return AwsSettings(region=self.region, endpoint_url=self.endpoint_url, profile=self.profile)
 
 
 def client_config(settings: AwsSettings) -> Config:

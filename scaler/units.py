@@ -1,4 +1,4 @@
-"""Durations as they appear in YAML ("15s", "5m", "300ms", 1.5) parsed to float seconds."""
+"""Durations as they appear in YAML ("15s", "5m", "300ms", 1.5) parsed to float seconds; host:port addresses."""
 
 from __future__ import annotations
 
@@ -55,3 +55,11 @@ def format_duration(seconds: float) -> str:
     if rest or not out:
         out.append(f"{rest:g}s")
     return "".join(out)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """'127.0.0.1:9464' -> ('127.0.0.1', 9464); '[::1]:0' -> ('::1', 0)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected host:port with a port 0-65535, got {value!r}")
+    return host.strip("[]"), int(port)

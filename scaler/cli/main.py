@@ -2,186 +2,22 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-from pathlib import Path
-from typing import Annotated
-
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from scaler.cli.policy import app as policy_app
 from scaler.cli.run import run, status
 from scaler.cli.runbook import app as runbook_app
-from scaler.errors import ScalerError
-from scaler.server.serve import serve
+from scaler.cli.serve import serve
+from scaler.cli.simulate import simulate
 
 app = typer.Typer(help="Metrics-driven autoscaling and disaster recovery.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-policy_app = typer.Typer(help="Check and describe policies.", no_args_is_help=True)
-app.add_typer(policy_app, name="policy")
-app.add_typer(runbook_app, name="runbook")
-app.command("serve")(serve)
 app.command("run")(run)
 app.command("status")(status)
-
-# Piped output (CI logs, files) gets a wide fixed width so tables are not squeezed into 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-
-def friendly(fn):
-    """Our own errors become one clear message and exit code 2, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ScalerError as e:
-            err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-@policy_app.command("validate")
-@friendly
-def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy YAML files or HPA manifests")]):
-    """Validate policies; every problem in every file is reported, naming file and field."""
-    from scaler.errors import ConfigError
-    from scaler.policy.model import load_policy
-
-    failed = 0
-    for f in files:
-        try:
-            p = load_policy(f)
-        except ConfigError as e:
-            failed += 1
-            err.print(f"[red]✗[/red] {e}", highlight=False, soft_wrap=True)
-            continue
-        out.print(f"[green]✓[/green] {f}: policy {p.name!r} ({p.algorithm}, {len(p.metrics)} metrics, "
-                  f"replicas {p.replicas.min}-{p.replicas.max})", highlight=False)
-    if failed:
-        raise typer.Exit(2)
-
-
-@policy_app.command("schema")
-def policy_schema():
-    """Print the policy JSON Schema (for editors and CI checks)."""
-    from scaler.policy.model import Policy
-
-    sys.stdout.write(json.dumps(Policy.model_json_schema(), indent=2) + "\n")
-
-
-@app.command()
-@friendly
-def simulate(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="POLICY... METRICS: one or more policies, then recorded metrics (CSV, Prometheus JSON, or a "
-             "directory). Without arguments: the bundled web policy on a bundled real trace.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Write timeline.csv, summary.json, report.png")] = None,
-    compare: Annotated[list[str] | None, typer.Option(
-        help="Also run 'hpa' (a Kubernetes-HPA baseline of the first policy) or another policy file")] = None,
-    metric: Annotated[str | None, typer.Option(help="Name for the value column of a timestamp,value CSV")] = None,
-    target_label: Annotated[str | None, typer.Option(help="Prometheus label naming targets")] = None,
-    load: Annotated[str | None, typer.Option(help="Recorded metric that drives demand")] = None,
-    capacity: Annotated[float | None, typer.Option(
-        help="The recording is a count: demand one replica serves per sample")] = None,
-    recorded_replicas: Annotated[float | None, typer.Option(
-        help="Replicas serving when a CPU recording was made [default: 4]")] = None,
-    startup_delay: Annotated[str, typer.Option(help="Replica start-up time")] = "60s",
-    lag: Annotated[str, typer.Option(help="How late the controller sees metrics")] = "30s",
-    service_time: Annotated[str, typer.Option(help="Mean request time on an idle replica")] = "20ms",
-    explain: Annotated[bool, typer.Option("--explain", help="Print the reasons for each scale action")] = False,
-    explain_all: Annotated[bool, typer.Option(
-        "--explain-all", help="With --explain: every tick, not only scale actions")] = False,
-):
-    """Replay recorded metrics closed-loop through policies and report cost, SLO violations and churn."""
-    from scaler import defaults
-    from scaler.policy.model import load_policy
-    from scaler.recordings.load import load_recording
-    from scaler.simulate.baseline import hpa_baseline
-    from scaler.simulate.replay import simulate as run_sim
-    from scaler.simulate.report import totals, write_all
-    from scaler.simulate.world import World, busy_scale
-    from scaler.units import parse_duration
-
-    embedded = not paths
-    if embedded:
-        paths = [defaults.DEFAULT_POLICY, defaults.DEFAULT_TRACE]
-        metric = metric or defaults.DEFAULT_METRIC
-        compare = compare or ["hpa"]
-        out.print(f"No arguments: simulating the bundled policy [bold]{paths[0].name}[/bold] on the bundled "
-                  f"trace [bold]{paths[1].name}[/bold] (NAB, MIT licence), compared with an HPA baseline.")
-    if len(paths) < 2:
-        raise ScalerError("simulate needs at least one POLICY and then METRICS")
-    try:
-        world = World(startup_delay=parse_duration(startup_delay), lag=parse_duration(lag),
-                      service_time=parse_duration(service_time), recorded_replicas=recorded_replicas or 4.0,
-                      capacity=capacity, load=load)
-    except ValueError as e:
-        raise ScalerError(f"invalid model option: {e}") from None
-    policies = [load_policy(p) for p in paths[:-1]]
-    for c in compare or []:
-        policies.append(hpa_baseline(policies[0]) if c == "hpa" else load_policy(c))
-    rec = load_recording(paths[-1], metric=metric, target_label=target_label)
-    if embedded and recorded_replicas is None:
-        # The bundled trace scaled like every trace in the quality benchmark: its p99 is 7 replicas of work.
-        world = world.model_copy(update=busy_scale(rec.metrics[metric]))
-        out.print(f"(the trace is read as the CPU of {world.recorded_replicas:.1f} replicas)", highlight=False)
-
-    results = []
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from scaler.simulate.replay import warm
-
-    with err.status("preparing the compiled decision path (the first run after installing compiles it: "
-                    "about half a minute)", spinner="dots"):
-        warm()
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
-        for p in policies:
-            task = bar.add_task(f"simulating {p.name}", total=1)
-            results.append(run_sim(p, rec, world, progress=lambda k, n, t=task: bar.update(t, completed=k, total=n)))
-
-    if explain:
-        _print_explain(results, every_tick=explain_all)
-    table = Table(title=f"{Path(rec.source).name}: {len(rec.targets)} target(s), "
-                        f"{(results[0].times[-1] - results[0].times[0]) / 86400:.1f} days")
-    for col in ("policy", "algorithm", "replica-hours", "SLO violated", "scale ups", "scale downs", "peak"):
-        table.add_column(col, justify="left" if col in ("policy", "algorithm") else "right")
-    for r in results:
-        t = totals(r)
-        table.add_row(r.policy.name, r.policy.algorithm, f"{t['replica_hours']:.1f}",
-                      f"{t['slo_violation_seconds'] / 3600:.2f} h", str(t["scale_ups"]), str(t["scale_downs"]),
-                      str(t["peak_replicas"]))
-    out.print(table)
-    for note in results[0].notes:
-        out.print(f"note: {note}", highlight=False)
-    if out_dir is not None:
-        written = write_all(results, out_dir, source=str(rec.source))
-        out.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
-
-
-def _print_explain(results, *, every_tick: bool) -> None:
-    from datetime import UTC, datetime
-
-    from scaler.decision.explain import explain as explain_one
-
-    for r in results:
-        tl = r.timeline
-        for j, target in enumerate(r.targets):
-            out.print(f"[bold]{r.policy.name} / {target}[/bold]")
-            for k in range(len(r.times)):
-                if not every_tick and tl.desired[k, j] == tl.replicas[k, j]:
-                    continue
-                when = datetime.fromtimestamp(r.times[k], UTC).strftime("%Y-%m-%d %H:%M:%S")
-                line = explain_one(r.policy, observed=tl.observed[k, :, j], smoothed=tl.smoothed[k, :, j],
-                                   replicas=tl.replicas[k, j], ready=tl.ready[k, j], desired=tl.desired[k, j],
-                                   reasons=int(tl.reasons[k, j]))
-                out.print(f"{when}  {line}", highlight=False, markup=False)
+app.command("simulate")(simulate)
+app.command("serve")(serve)
+app.add_typer(policy_app, name="policy")
+app.add_typer(runbook_app, name="runbook")
 
 
 def main() -> None:  # pragma: no cover - console entry point

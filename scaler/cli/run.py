@@ -106,7 +106,7 @@ def status(
 
     import numpy as np
 
-    from scaler.aws import AwsClients, AwsSettings
+    from scaler.aws import AwsClients
     from scaler.decision.explain import explain
     from scaler.live.config import load_run_config
     from scaler.live.loop import key
@@ -114,8 +114,7 @@ def status(
 
     try:
         loaded = load_run_config(config)
-        aws = AwsClients(AwsSettings(region=loaded.config.aws.region, endpoint_url=loaded.config.aws.endpoint_url,
-                                     profile=loaded.config.aws.profile))
+        aws = AwsClients(loaded.config.aws.settings())
         store = loaded.state.build(StoreContext(aws=aws))
         records = {p.policy.name: store.load(key("decisions", p.policy.name, dry_run=dry_run))
                    for p in loaded.policies}

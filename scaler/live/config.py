@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scaler import yamlio as cfgio
 from scaler.alerts.triggers import Rule, check_rules
+from scaler.aws import AwsSection
 from scaler.errors import ConfigError, Problem
 from scaler.live.health import HealthRule
 from scaler.policy.model import Policy, load_policy
 from scaler.retry import RetryPolicy
-from scaler.server.serve import AwsSection, split_listen
-from scaler.units import PositiveSeconds
+from scaler.units import PositiveSeconds, split_listen
 
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]

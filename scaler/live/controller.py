@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from scaler.aws import AwsClients, AwsSettings
+from scaler.aws import AwsClients
 from scaler.clock import Clock, SystemClock
 from scaler.errors import ConfigError, ScalerError
 from scaler.live.config import Loaded
@@ -19,8 +19,8 @@ from scaler.live.loop import Group, HealthEvent, Loop
 from scaler.live.metrics import LoopMetrics
 from scaler.live.notify import Channel, Notifier
 from scaler.server.http import Server
-from scaler.server.serve import split_listen
 from scaler.targets.base import KubeSettings, TargetContext
+from scaler.units import split_listen
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,7 @@ def build(
     registry = registry or CollectorRegistry()
     stack = ExitStack()
     try:
-        aws = AwsClients(AwsSettings(region=cfg.aws.region, endpoint_url=cfg.aws.endpoint_url,
-                                     profile=cfg.aws.profile))
+        aws = AwsClients(cfg.aws.settings())
         k = cfg.kubernetes
         kube = KubeSettings(in_cluster=k.in_cluster, kubeconfig=k.kubeconfig and loaded.base / k.kubeconfig,
                             context=k.context, timeout=k.timeout)

@@ -71,8 +71,12 @@ CREATE TABLE IF NOT EXISTS approvals (
 
 
 def default_state_dir() -> Path:
-    env = os.environ.get("SCALER_STATE_DIR")
-    return Path(env) if env else Path.home() / ".local" / "state" / "scaler"
+    """$SCALER_STATE_DIR, else $XDG_STATE_HOME/scaler, else ~/.local/state/scaler."""
+    if os.environ.get("SCALER_STATE_DIR"):
+        return Path(os.environ["SCALER_STATE_DIR"])
+    if os.environ.get("XDG_STATE_HOME"):
+        return Path(os.environ["XDG_STATE_HOME"]) / "scaler"
+    return Path.home() / ".local" / "state" / "scaler"
 
 
 def _json(value: Any) -> str:

@@ -1,29 +1,26 @@
-"""`scaler serve`: read the serve config, run the HTTP server and trigger dispatch until signalled."""
+"""What `scaler serve` runs: its config (listen, webhook token, runbooks, trigger rules), and the HTTP server
+with trigger dispatch to the runbook service, started and stopped together."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scaler.alerts.triggers import Dispatcher, Rule, TriggerMetrics, check_rules
-from scaler.aws import AwsSettings
+from scaler.aws import AwsSection
 from scaler.errors import ConfigError, Problem, ScalerError
 from scaler.runbook.errors import RunbookNotFound
 from scaler.runbook.service import RunbookService
 from scaler.server.http import Server, Webhook
-from scaler.units import PositiveSeconds
+from scaler.units import PositiveSeconds, split_listen
 from scaler.yamlio import load
 
 log = logging.getLogger(__name__)
@@ -61,12 +58,6 @@ class WebhookSection(_Strict):
         return self
 
 
-class AwsSection(_Strict):
-    region: str = Field("us-east-1", description="AWS region for runbook actions")
-    endpoint_url: str | None = Field(None, description="One endpoint for all AWS clients (a test server)")
-    profile: str | None = Field(None, description="Named profile for credentials; default chain when unset")
-
-
 class ServeConfig(_Strict):
     """The `scaler serve` config. Relative paths are relative to the config file's directory."""
 
@@ -90,14 +81,6 @@ class ServeConfig(_Strict):
     @classmethod
     def _unique(cls, rules: list[Rule]) -> list[Rule]:
         return check_rules(rules)
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """'127.0.0.1:9464' -> ('127.0.0.1', 9464); '[::1]:0' -> ('::1', 0)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"expected host:port with a port 0-65535, got {value!r}")
-    return host.strip("[]"), int(port)
 
 
 def _resolve(cfg: ServeConfig, base: Path) -> ServeConfig:
@@ -198,7 +181,7 @@ def serving(cfg: ServeConfig, token: str, *, source: str | Path = "serve config"
             registry: CollectorRegistry | None = None, listen: str | None = None) -> Iterator[Serving]:
     """Build the runbook service, dispatcher and server; stop all three on exit, runs in flight first."""
     registry = registry or CollectorRegistry()
-    aws = AwsSettings(region=cfg.aws.region, endpoint_url=cfg.aws.endpoint_url, profile=cfg.aws.profile)
+    aws = cfg.aws.settings()
     service = RunbookService(runbooks_dir=cfg.runbooks_dir, journal_path=cfg.journal, audit_path=cfg.audit,
                              aws=aws, http_timeout=cfg.http_timeout)
     check_rules_fit(list(cfg.triggers), service, source)
@@ -236,47 +219,3 @@ def serving(cfg: ServeConfig, token: str, *, source: str | Path = "serve config"
         closing.set()
         server.stop()
         dispatcher.close()
-
-
-def serve(
-    config: Annotated[Path, typer.Argument(help="Serve config YAML (listen, webhook, runbooks, triggers)")],
-    listen: Annotated[str | None, typer.Option(help="Override `listen`, e.g. 127.0.0.1:0")] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
-) -> None:
-    """Serve /metrics, /healthz, /readyz and the Alertmanager webhook that starts runbooks."""
-    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        typer.echo(f"--log-level: expected debug, info, warning or error, got {log_level!r}", err=True)
-        raise typer.Exit(2)
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        if listen is not None:
-            split_listen(listen)
-        cfg, token = load_serve_config(config)
-    except ValueError as e:
-        typer.echo(f"--listen: {e}", err=True)
-        raise typer.Exit(2) from None
-    except ConfigError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(2) from None
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        with serving(cfg, token, source=config, listen=listen) as s:
-            # One machine-readable line, so scripts and tests can find a port chosen with :0.
-            typer.echo(f"scaler serve: listening on {s.server.url}")
-            sys.stdout.flush()
-            while not stop.wait(0.5):
-                pass
-            log.info("signal received: stopping (runs in flight finish first)")
-    except ConfigError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(2) from None
-    except (ScalerError, OSError) as e:  # OSError: the journal or audit file cannot be created
-        typer.echo(f"scaler serve: {e}", err=True)
-        raise typer.Exit(1) from None
-
-
-if __name__ == "__main__":
-    typer.run(serve)

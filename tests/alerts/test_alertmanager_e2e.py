@@ -82,7 +82,7 @@ class Serve:
 
 @contextmanager
 def scaler_serve(tmp: Path, *, moto: MotoServer, triggers: list[dict]) -> Iterator[Serve]:
-    """Write a serve config, start `python -m scaler.server.serve` on a free port, stop it with SIGTERM."""
+    """Write a serve config, start `python -m scaler.cli.serve` on a free port, stop it with SIGTERM."""
     state = tmp / "state"
     config = {
         "listen": "127.0.0.1:0",
@@ -98,7 +98,7 @@ def scaler_serve(tmp: Path, *, moto: MotoServer, triggers: list[dict]) -> Iterat
     env = {**os.environ, **CREDENTIALS, TOKEN_ENV: TOKEN}
     log_path = tmp / "serve.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "scaler.server.serve", str(path)], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "scaler.cli.serve", str(path)], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         url = _first_line_url(proc, log_path)

@@ -28,6 +28,8 @@ from tests.conftest import ROOT
 from tests.support.live import ChatReceiver, Exporter, LivePrometheus, wait_until
 from tests.support.moto_server import moto_server
 
+pytestmark = pytest.mark.e2e  # every test here starts real servers
+
 POLICY = {
     "name": "web",
     "replicas": {"min": 1, "max": 8},

@@ -15,9 +15,10 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from scaler.alerts.triggers import Dispatcher, Rule, TriggerMetrics
+from scaler.cli.serve import serve
 from scaler.errors import ConfigError
 from scaler.server.http import Server, Webhook
-from scaler.server.serve import load_serve_config, serve
+from scaler.server.serve import load_serve_config
 from tests.support.fake_runbooks import FakeRunbookService
 
 TOKEN = "s3cret-token-0123456789abcdef"

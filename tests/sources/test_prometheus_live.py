@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from scaler.sources.prometheus import PrometheusConfig, PrometheusSource
 from tests.support.prometheus import RunningPrometheus, free_port, prometheus
 
+pytestmark = pytest.mark.e2e  # every test here starts real servers
+
 JOB = "exporter"
 LOAD = "max by (service) (app_load)"
 

@@ -14,6 +14,8 @@ from scaler.store.lease import DynamoLease
 from tests.conftest import ROOT
 from tests.support.moto_server import moto_server
 
+pytestmark = pytest.mark.e2e  # every test here starts real servers
+
 T0 = 1_700_000_000.0
 TARGETS = [f"service-{i}" for i in range(12_000)]
 
