@@ -26,7 +26,7 @@ WEEK = 7 * 86400
 
 def one(policy_path: str, targets: int, workers: int | None) -> dict:
     from scaler import defaults
-    from scaler.policy.model import load_policy
+    from scaler.policy.load import load_policy
     from scaler.recordings.load import load_recording, resample
     from scaler.simulate.replay import Demand, run
     from scaler.simulate.world import World

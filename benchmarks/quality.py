@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaler.policy.model import load_policy
+from scaler.policy.load import load_policy
 from scaler.recordings.load import load_recording
 from scaler.simulate.baseline import hpa_baseline
 from scaler.simulate.replay import simulate

@@ -19,7 +19,7 @@ app = typer.Typer(help="Check and describe policies.", no_args_is_help=True)
 def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy YAML files or HPA manifests")]):
     """Validate policies; every problem in every file is reported, naming file and field."""
     from scaler.errors import ConfigError
-    from scaler.policy.model import load_policy
+    from scaler.policy.load import load_policy
 
     failed = 0
     for f in files:

@@ -36,7 +36,7 @@ def simulate(
 ):
     """Replay recorded metrics closed-loop through policies and report cost, SLO violations and churn."""
     from scaler import defaults
-    from scaler.policy.model import load_policy
+    from scaler.policy.load import load_policy
     from scaler.recordings.load import load_recording
     from scaler.simulate.baseline import hpa_baseline
     from scaler.simulate.replay import simulate as run_sim
@@ -81,7 +81,8 @@ def simulate(
                   TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
         for p in policies:
             task = bar.add_task(f"simulating {p.name}", total=1)
-            results.append(run_sim(p, rec, world, progress=lambda k, n, t=task: bar.update(t, completed=k, total=n)))
+            results.append(run_sim(p, rec, world, detail=explain,
+                                   progress=lambda k, n, t=task: bar.update(t, completed=k, total=n)))
 
     if explain:
         _print_explain(results, every_tick=explain_all)
@@ -105,17 +106,13 @@ def simulate(
 def _print_explain(results, *, every_tick: bool) -> None:
     from datetime import UTC, datetime
 
-    from scaler.decision.explain import explain as explain_one
+    from scaler.simulate.report import explanations
 
     for r in results:
-        tl = r.timeline
-        for j, target in enumerate(r.targets):
-            out.print(f"[bold]{r.policy.name} / {target}[/bold]")
-            for k in range(len(r.times)):
-                if not every_tick and tl.desired[k, j] == tl.replicas[k, j]:
-                    continue
-                when = datetime.fromtimestamp(r.times[k], UTC).strftime("%Y-%m-%d %H:%M:%S")
-                line = explain_one(r.policy, observed=tl.observed[k, :, j], smoothed=tl.smoothed[k, :, j],
-                                   replicas=tl.replicas[k, j], ready=tl.ready[k, j], desired=tl.desired[k, j],
-                                   reasons=int(tl.reasons[k, j]))
-                out.print(f"{when}  {line}", highlight=False, markup=False)
+        shown = None
+        for target, when, line in explanations(r, every_tick=every_tick):
+            if target != shown:
+                out.print(f"[bold]{r.policy.name} / {target}[/bold]")
+                shown = target
+            stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            out.print(f"{stamp}  {line}", highlight=False, markup=False)

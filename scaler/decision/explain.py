@@ -1,72 +1,181 @@
-"""Human-readable reasons for a decision: which metric asked for what, and which step changed the number."""
+"""Why a decision came out as it did, told with the numbers the decision itself used (never recomputed).
+
+One line per target and tick, e.g. for web.yaml going 7 -> 8:
+
+    7 -> 8 [METRIC_UP+SCALE_UP_LIMIT]: cpu 76.2 (smoothed 79.1) > 78: ceil(7 x 79.1 / 70) = ceil(7.91) = 8;
+    cpu_trend 81.4 > 80: ceil(7 x 87.3 / 70) = ceil(8.73) = 9; ... | highest ask 9 -> scale-up rate limit 8
+    -> 8
+
+Each ask is the kernel's own ceil(ratio x base): the ratio it used (value / target, capped at 2 for latency
+and error rate, HPA's ratio with unready replicas counted at 0 %) and the replica count it multiplied (the
+ready count the decision saw). The product is printed with as many digits as it takes for its ceiling to
+be the ask, so the arithmetic on the line always gives the count decided.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from scaler.decision.kernel.codes import MAX_SIGNAL_RATIO
 from scaler.decision.reasons import Reason, describe
 from scaler.policy.model import MetricKind, Policy
 
 
+@dataclass(frozen=True)
+class Values:
+    """One target's decision: what was read and every step's value (per-metric lists are in policy order)."""
+
+    current: float
+    observed: list[float]
+    smoothed: list[float]
+    asks: list[float]
+    ask_ratio: list[float]
+    ask_base: list[float]
+    raw: float
+    low: float
+    high: float
+    stabilized: float
+    up_limit: float
+    down_limit: float
+    limited: float
+    desired: float
+    reasons: int
+
+    @classmethod
+    def of(cls, steps, observed: np.ndarray, current: np.ndarray, j: int) -> Values:
+        """Target j of a decision's steps (scaler.decision.kernel.tick.Outputs, arrays (..., targets))."""
+        per_metric = ("smoothed", "asks", "ask_ratio", "ask_base")
+        fields = {name: (getattr(steps, name)[:, j].tolist() if name in per_metric else float(getattr(steps, name)[j]))
+                  for name in steps._fields if name != "reasons"}
+        return cls(current=float(current[j]), observed=np.asarray(observed)[:, j].tolist(),
+                   reasons=int(steps.reasons[j]), **fields)
+
+    def to_json(self) -> dict:
+        """JSON-ready: NaN and infinities as None."""
+        def clean(x):
+            if isinstance(x, list):
+                return [clean(v) for v in x]
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+        return {k: clean(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Values:
+        def back(x):
+            if isinstance(x, list):
+                return [back(v) for v in x]
+            return math.nan if x is None else x
+        return cls(**{k: back(v) for k, v in doc.items()})
+
+
 def _num(x: float) -> str:
-    return "no data" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+    return "no data" if x is None or math.isnan(x) else f"{x:.4g}"
 
 
-def explain(
-    policy: Policy,
-    *,
-    observed: np.ndarray,
-    smoothed: np.ndarray,
-    replicas: float,
-    ready: float,
-    desired: float,
-    reasons: int,
-) -> str:
-    """One line per decision, e.g.
-    '4 -> 5 [METRIC_UP]: cpu 85 (smoothed 83.2) > 80: ceil(4 * 83.2 / 70) = 5'."""
+def _product(x: float, ask: float) -> str:
+    """x with the fewest significant digits (4 at least) whose ceiling is `ask`, the ceiling the kernel
+    took (it reads a hair over an integer, 3.0000000001, as that integer)."""
+    for digits in range(4, 18):
+        text = f"{x:.{digits}g}"
+        if math.ceil(float(text)) == ask:
+            return text
+    return repr(x)
+
+
+def _ask(m, value: float, ratio: float, base: float, ask: float, hpa: bool) -> str:
+    """How one metric's ask came about: 'ceil(7 x 79.1 / 70) = ceil(7.91) = 8'."""
+    if math.isnan(ask):
+        return "no ask"
+    if math.isnan(ratio):  # HPA: inside the tolerance, the count stays
+        return f"{_num(value)} / {m.target:g} within the tolerance: keeps {_count(ask)}"
+    exact = value / m.target
+    if ratio == exact:
+        factor = f"{_num(value)} / {m.target:g}"
+    elif not hpa and ratio == MAX_SIGNAL_RATIO and exact > MAX_SIGNAL_RATIO:
+        factor = f"min({_num(value)} / {m.target:g}, {MAX_SIGNAL_RATIO:g})"
+    else:  # HPA with unready replicas: the ratio over every replica, the unready ones at 0 %
+        factor = f"{ratio:.4g} (unready replicas counted at 0 %)"
+    product = ratio * base
+    head = f"ceil({factor})" if base == 1 and m.kind == MetricKind.gauge else f"ceil({base:g} x {factor})"
+    return f"{head} = ceil({_product(product, ask)}) = {_count(ask)}"
+
+
+def explain(policy: Policy, v: Values) -> str:
+    """One line for one target's decision."""
+    hpa = policy.algorithm == "hpa"
     parts = []
-    base = ready if ready > 0 else replicas
     for i, m in enumerate(policy.metrics):
-        s = float(smoothed[i])
-        text = f"{m.name} {_num(float(observed[i]))}"
+        s = v.smoothed[i]
+        text = f"{m.name} {_num(v.observed[i])}"
         if m.window.type != "last":
             text += f" (smoothed {_num(s)})"
         if not math.isnan(s):
-            if s > m.up_threshold:
-                text += f" > {m.up_threshold:g}"
-            elif s < m.down_threshold:
-                text += f" < {m.down_threshold:g}"
-            else:
-                text += f" within [{m.down_threshold:g}, {m.up_threshold:g}]"
-            if m.kind == MetricKind.gauge:
-                text += f": ceil({_num(s)} / {m.target:g}) = {math.ceil(round(s / m.target, 9))}"
-            else:
-                text += f": ceil({base:g} * {_num(s)} / {m.target:g}) = {math.ceil(round(base * s / m.target, 9))}"
+            if not hpa:
+                if s > m.up_threshold:
+                    text += f" > {m.up_threshold:g}"
+                elif s < m.down_threshold:
+                    text += f" < {m.down_threshold:g}"
+                else:
+                    text += f" within [{m.down_threshold:g}, {m.up_threshold:g}]"
+            text += ": " + _ask(m, s, v.ask_ratio[i], v.ask_base[i], v.asks[i], hpa)
         parts.append(text)
-    head = f"{replicas:g} -> {desired:g}" if desired != replicas else f"hold {replicas:g}"
-    tags = describe(int(reasons)) or "NO_CHANGE"
-    steps = _step_notes(policy, int(reasons))
-    return f"{head} [{tags}]: " + "; ".join(parts) + (f" | {steps}" if steps else "")
+    head = f"{v.current:g} -> {v.desired:g}" if v.desired != v.current else f"hold {v.current:g}"
+    tags = describe(v.reasons) or "NO_CHANGE"
+    # The asks scale from the ready replicas the decision saw (the metrics' own moment), not the count now.
+    bases = {b for b, m in zip(v.ask_base, policy.metrics, strict=True) if m.kind != MetricKind.gauge and b == b}
+    seen = f" (asks from {_count(bases.pop())} ready)" if len(bases) == 1 and v.current not in bases else ""
+    return f"{head} [{tags}]{seen}: " + "; ".join(parts) + " | " + chain(policy, v)
 
 
-_NOTES = {
-    Reason.NO_DATA: "a metric has no fresh data: holding (missing data never scales down)",
-    Reason.FALLBACK: "blind for too long: raised to fallback replicas",
-    Reason.SCALE_UP_STABILIZED: "held back by a lower recommendation in the scale-up window",
-    Reason.SCALE_DOWN_STABILIZED: "held up by a higher recommendation in the scale-down window",
-    Reason.SCALE_UP_LIMIT: "capped by the scale-up rate limit",
-    Reason.SCALE_DOWN_LIMIT: "capped by the scale-down rate limit",
-    Reason.TOO_MANY_REPLICAS: "clamped to replicas.max",
-    Reason.TOO_FEW_REPLICAS: "clamped to replicas.min",
-    Reason.SCALE_UP_COOLDOWN: "scale-up cooldown",
-    Reason.SCALE_DOWN_COOLDOWN: "scale-down cooldown",
-    Reason.PANIC: "panic mode: burst on the short window, scale-down blocked",
-    Reason.DISABLED: "current replicas are 0: autoscaling is off",
-    Reason.OUT_OF_RANGE: "current replicas outside [min, max]: moved to the bound",
-}
+def chain(policy: Policy, v: Values) -> str:
+    """The steps from the asks to the count decided, each '<step> <value> (<why>)', ending with the count:
+    'highest ask 9 -> rate-limited 8 (the scale-up limit allows 8 now) -> 8'."""
+    r = Reason(v.reasons)
+    b = policy.effective_behavior
+    n = _count
+    if r & (Reason.DISABLED | Reason.OUT_OF_RANGE):
+        why = "current replicas are 0: autoscaling is off" if r & Reason.DISABLED else \
+            f"current outside [{policy.replicas.min}, {policy.replicas.max}]: to the bound"
+        return f"{why} -> {n(v.desired)}"
+    if r & Reason.NO_DATA and not r & Reason.FALLBACK:
+        return f"held {n(v.current)} (a metric has no fresh data; missing data never scales down) -> {n(v.desired)}"
+    steps: list[str] = []
+    finite = [a for a in v.asks if not math.isnan(a)]
+    if r & (Reason.METRIC_UP | Reason.METRIC_DOWN):
+        steps.append(f"highest ask {n(max(finite))}")
+    elif r & Reason.IN_BAND:
+        steps.append(f"kept {n(v.raw)} (in band)")
+    if r & Reason.FALLBACK:
+        steps.append(f"fallback {n(v.raw)} (blind for {policy.fallback.failure_threshold} ticks)")
+    if r & Reason.SCALE_DOWN_STABILIZED:
+        window = 300 if policy.legacy else b.scale_down.stabilization
+        steps.append(f"stabilized {n(v.stabilized)} (the highest recommendation of the last {window:g} s is "
+                     f"{n(v.high)})")
+    if r & Reason.SCALE_UP_STABILIZED:
+        steps.append(f"stabilized {n(v.stabilized)} (the lowest recommendation of the last "
+                     f"{b.scale_up.stabilization:g} s is {n(v.low)})")
+    if r & Reason.SCALE_UP_LIMIT:
+        allows = f"max(2 x {n(v.current)}, 4)" if policy.legacy else n(v.up_limit)
+        steps.append(f"rate-limited {n(v.limited)} (the scale-up limit allows {allows} now)")
+    if r & Reason.SCALE_DOWN_LIMIT:
+        steps.append(f"rate-limited {n(v.limited)} (the scale-down limit allows {n(v.down_limit)} now)")
+    if r & Reason.TOO_MANY_REPLICAS:
+        steps.append(f"clamped {n(v.limited)} (replicas.max)")
+    if r & Reason.TOO_FEW_REPLICAS:
+        steps.append(f"clamped {n(v.limited)} (replicas.min)")
+    if r & Reason.SCALE_UP_COOLDOWN:
+        steps.append(f"kept {n(v.current)} (scale-up cooldown: {b.scale_up.cooldown:g} s after the last scale-up)")
+    if r & Reason.SCALE_DOWN_COOLDOWN:
+        steps.append(f"kept {n(v.current)} (scale-down cooldown: {b.scale_down.cooldown:g} s after the last "
+                     "scale action)")
+    if r & Reason.PANIC:
+        steps.append(f"panic {n(v.desired)} (a short-window burst; no scale-down while it lasts)")
+    steps.append(n(v.desired))
+    return " -> ".join(steps)
 
 
-def _step_notes(policy: Policy, mask: int) -> str:
-    return "; ".join(note for bit, note in _NOTES.items() if mask & bit)
+def _count(x: float) -> str:
+    """A replica count as text (-0.0, which a ceiling can give, as 0)."""
+    return f"{x + 0.0:g}"

@@ -1,13 +1,18 @@
-"""A policy as the compiled decision path reads it: plain numbers and arrays (scaler.decision.kernel.tick has no enums,
-models or dicts), built once per policy."""
+"""A policy as the compiled decision path reads it: one named tuple of numbers and arrays, built once per policy.
+
+This is the only place a policy setting is turned into what the kernel reads: adding a setting means a
+field in the policy model (scaler.policy.model), a field and its line in `params_of` here, and the step
+in scaler.decision.kernel that uses it.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from scaler.decision.kernel.tick import (
+from scaler.decision.kernel.codes import (
     ERROR_RATE,
     EWMA,
     GAUGE,
@@ -24,6 +29,7 @@ from scaler.decision.kernel.tick import (
     TREND,
     UTILIZATION,
 )
+from scaler.policy.model import Direction, MetricKind, Policy, Window
 
 KINDS = {"utilization": UTILIZATION, "latency": LATENCY, "error_rate": ERROR_RATE, "gauge": GAUGE}
 WINDOWS = {"last": LAST, "ewma": EWMA, "mean": MEAN, "max": MAX, "percentile": PERCENTILE, "trend": TREND}
@@ -31,31 +37,31 @@ SELECTS = {"max": SELECT_MAX, "min": SELECT_MIN, "disabled": SELECT_DISABLED}
 
 
 class Params(NamedTuple):
-    """A policy as the compiled code reads it. Per-metric arrays are (metrics,); rate-limit policies are
-    rows of (type, value, period) per direction."""
+    """A policy as the compiled code reads it, by field name. Per-metric arrays are (metrics,); rate-limit
+    policies are rows of (type, value, period) per direction."""
 
-    hpa: bool
-    legacy: bool
+    hpa: bool  # algorithm: hpa (tolerance and HPA's proposals) instead of the hysteresis band
+    legacy: bool  # hpa without behavior: the pre-v2 normalization path
     kind: np.ndarray  # int64 metric kind
     target: np.ndarray
-    up: np.ndarray
-    down: np.ndarray
+    up: np.ndarray  # scale up above (band)
+    down: np.ndarray  # scale down below (band)
     window: np.ndarray  # int64 window kind
-    slots: np.ndarray  # int64 ring length
-    alpha: np.ndarray  # ewma weight
+    slots: np.ndarray  # int64 ring length (1 for last and ewma)
+    alpha: np.ndarray  # ewma weight of a new sample
     q: np.ndarray  # percentile, 0-100
-    interval: float
-    lead: np.ndarray  # trend: seconds ahead
-    fit_p: np.ndarray  # trend: value = fit_p x S + fit_q x U for a full ring
+    interval: float  # seconds between ticks
+    lead: np.ndarray  # trend: seconds ahead of the newest sample
+    fit_p: np.ndarray  # trend: a full ring's value = fit_p x S + fit_q x U (scaler.decision.kernel.windows)
     fit_q: np.ndarray
     tol_down: float
     tol_up: float
     min: float
     max: float
     has_fallback: bool
-    fallback_after: int
+    fallback_after: int  # ticks with a metric missing before the fallback count applies
     fallback_replicas: float
-    up_window: float
+    up_window: float  # stabilization seconds
     down_window: float
     up_select: int
     down_select: int
@@ -70,6 +76,85 @@ class Params(NamedTuple):
     panic_slots: np.ndarray  # int64 ring length of each panic window
     ring_start: np.ndarray  # int64 first row of each metric's ring in the stacked rings
     panic_start: np.ndarray  # int64 first row of each panic window's ring
+    history_slots: int  # slots of the recommendation and scale-event histories
+
+
+def params_of(policy: Policy) -> Params:
+    """`policy` as the compiled code reads it."""
+    b = policy.effective_behavior
+    ms = policy.metrics
+    dt = float(policy.interval)
+    windows = [window_params(m.window, dt) for m in ms]
+    slots = [w.slots for w in windows]
+    panic_rows = [i for i, m in enumerate(ms) if m.kind == MetricKind.utilization] if policy.panic else []
+    # Panic reads a short mean over each utilization metric's raw samples (Knative: 10 % of the window).
+    panic_slots = [window_params(Window(type="mean", length=policy.panic.window), dt).slots for _ in panic_rows] \
+        if policy.panic else []
+    fits = [fit_coefficients(w.slots, dt, w.lead) if w.kind == TREND and w.slots > 1 else (0.0, 0.0) for w in windows]
+    f = np.array
+    return Params(
+        hpa=policy.algorithm == "hpa",
+        legacy=policy.legacy,
+        kind=f([KINDS[str(m.kind)] for m in ms], dtype=np.int64),
+        target=f([m.target for m in ms], dtype=float),
+        up=f([m.up_threshold for m in ms], dtype=float),
+        down=f([m.down_threshold for m in ms], dtype=float),
+        window=f([w.kind for w in windows], dtype=np.int64),
+        slots=f(slots, dtype=np.int64),
+        alpha=f([w.alpha for w in windows], dtype=float),
+        q=f([w.q for w in windows], dtype=float),
+        interval=dt,
+        lead=f([w.lead for w in windows], dtype=float),
+        fit_p=f([x[0] for x in fits], dtype=float),
+        fit_q=f([x[1] for x in fits], dtype=float),
+        tol_down=float(policy.tolerance.down),
+        tol_up=float(policy.tolerance.up),
+        min=float(policy.replicas.min),
+        max=float(policy.replicas.max),
+        has_fallback=policy.fallback is not None,
+        fallback_after=int(policy.fallback.failure_threshold) if policy.fallback else 0,
+        fallback_replicas=float(policy.fallback.replicas) if policy.fallback else 0.0,
+        up_window=float(b.scale_up.stabilization),
+        down_window=float(b.scale_down.stabilization),
+        up_select=SELECTS[b.scale_up.select],
+        down_select=SELECTS[b.scale_down.select],
+        up_policies=rules(b.scale_up),
+        down_policies=rules(b.scale_down),
+        cooldown_up=float(b.scale_up.cooldown),
+        cooldown_down=float(b.scale_down.cooldown),
+        has_panic=policy.panic is not None,
+        panic_threshold=float(policy.panic.threshold) if policy.panic else 0.0,
+        panic_hold=float(policy.panic.hold) if policy.panic else 0.0,
+        panic_rows=f(panic_rows, dtype=np.int64),
+        panic_slots=f(panic_slots, dtype=np.int64),
+        ring_start=starts(slots),
+        panic_start=starts(panic_slots),
+        history_slots=policy.history_slots(),
+    )
+
+
+class WindowParams(NamedTuple):
+    """One window at a tick interval, as the compiled windows read it."""
+
+    kind: int  # LAST, EWMA, MEAN, MAX, PERCENTILE, TREND
+    slots: int  # ring length: 20 min at 15 s -> 80; 1 for last and ewma (no ring)
+    alpha: float  # ewma weight of a new sample
+    q: float  # percentile, 0-100
+    lead: float  # trend: seconds ahead of the newest sample
+
+
+def window_params(window: Window, interval: float) -> WindowParams:
+    """`window` at this tick interval."""
+    ringed = window.type in ("mean", "max", "percentile", "trend")
+    return WindowParams(
+        kind=WINDOWS[window.type],
+        slots=max(1, int(math.ceil(window.length / interval))) if ringed else 1,
+        # A half-life of h seconds at interval i: after h/i ticks an old sample weighs half.
+        # 30 s half-life at 15 s ticks -> alpha = 1 - 0.5**(15/30) = 0.293.
+        alpha=1.0 - 0.5 ** (interval / window.effective_half_life) if window.type == "ewma" else 1.0,
+        q=window.effective_q,
+        lead=window.effective_lead if window.type == "trend" else 0.0,
+    )
 
 
 def fit_coefficients(slots: int, interval: float, lead: float) -> tuple[float, float]:
@@ -88,55 +173,7 @@ def fit_coefficients(slots: int, interval: float, lead: float) -> tuple[float, f
     return 1.0 / n + e * b, e * a
 
 
-def params(spec) -> Params:
-    """A compiled Spec (scaler.decision.decide.Spec) as the compiled code reads it."""
-    pol = spec.policy
-    b = pol.effective_behavior
-    sm = spec.smoothers
-    fits = [fit_coefficients(s.slots, pol.interval, s.lead) if s.kind == "trend" and s.slots > 1 else (0.0, 0.0)
-            for s in sm]
-    f = np.array
-    return Params(
-        hpa=pol.algorithm == "hpa",
-        legacy=pol.legacy,
-        kind=f([KINDS[str(k)] for k in spec.kinds], dtype=np.int64),
-        target=spec.target.ravel().astype(float),
-        up=spec.up.ravel().astype(float),
-        down=spec.down.ravel().astype(float),
-        window=f([WINDOWS[s.kind] for s in sm], dtype=np.int64),
-        slots=f([s.slots for s in sm], dtype=np.int64),
-        alpha=f([s.alpha for s in sm], dtype=float),
-        q=f([s.q for s in sm], dtype=float),
-        interval=float(pol.interval),
-        lead=f([s.lead for s in sm], dtype=float),
-        fit_p=f([x[0] for x in fits], dtype=float),
-        fit_q=f([x[1] for x in fits], dtype=float),
-        tol_down=float(pol.tolerance.down),
-        tol_up=float(pol.tolerance.up),
-        min=float(spec.min),
-        max=float(spec.max),
-        has_fallback=pol.fallback is not None,
-        fallback_after=int(pol.fallback.failure_threshold) if pol.fallback else 0,
-        fallback_replicas=float(pol.fallback.replicas) if pol.fallback else 0.0,
-        up_window=float(b.scale_up.stabilization),
-        down_window=float(b.scale_down.stabilization),
-        up_select=SELECTS[b.scale_up.select],
-        down_select=SELECTS[b.scale_down.select],
-        up_policies=rules(b.scale_up),
-        down_policies=rules(b.scale_down),
-        cooldown_up=float(b.scale_up.cooldown),
-        cooldown_down=float(b.scale_down.cooldown),
-        has_panic=pol.panic is not None,
-        panic_threshold=float(pol.panic.threshold) if pol.panic else 0.0,
-        panic_hold=float(pol.panic.hold) if pol.panic else 0.0,
-        panic_rows=f(spec.utilization_rows if pol.panic else (), dtype=np.int64),
-        panic_slots=f([s.slots for s in spec.panic_smoothers], dtype=np.int64),
-        ring_start=starts([s.slots for s in sm]),
-        panic_start=starts([s.slots for s in spec.panic_smoothers]),
-    )
-
-
-def rules(direction) -> np.ndarray:
+def rules(direction: Direction) -> np.ndarray:
     """A behavior direction's rate-limit policies as rows of (type, value, period)."""
     out = [[PODS if r.type == "pods" else PERCENT, float(r.value), float(r.period)] for r in direction.policies]
     return np.array(out, dtype=float).reshape(-1, 3)
@@ -144,5 +181,6 @@ def rules(direction) -> np.ndarray:
 
 def starts(slots: list[int]) -> np.ndarray:
     """First row of each ring when rings of these lengths are stacked: [2, 80, 1] -> [0, 2, 82]."""
-    return np.concatenate([[0], np.cumsum(slots, dtype=np.int64)[:-1]]).astype(np.int64) if slots else \
-        np.zeros(0, dtype=np.int64)
+    if not slots:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(slots, dtype=np.int64)[:-1]]).astype(np.int64)

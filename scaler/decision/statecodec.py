@@ -1,4 +1,4 @@
-"""The decision state (scaler.decision.decide.State) as bytes for a StateStore: compact, versioned, matched by target name.
+"""The decision state (scaler.decision.state.State) as bytes for a StateStore: versioned, matched by target name.
 
 A blob is an npz archive (np.savez_compressed; read back with allow_pickle=False, so a blob can never run
 code). It holds one JSON header (format version, the spec's fingerprint, the target names in column order,
@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from scaler.decision.decide import Spec, State, initial_state
-from scaler.decision.history import History
-from scaler.decision.smoothing import SmoothState
+from scaler.decision.kernel.codes import TREND
+from scaler.decision.params import Params, params_of
+from scaler.decision.state import EVENTS, RECS, State, initial_state
+from scaler.policy.model import Policy
 
 FORMAT = 1  # bump when the layout below changes; blobs of another format are not read
 
@@ -28,7 +29,7 @@ class _Unreadable(Exception):
     """Why a blob cannot be used (turned into decode's reason string, never raised to the caller)."""
 
 
-def fingerprint(spec: Spec) -> str:
+def fingerprint(policy: Policy, params: Params) -> str:
     """A short hash of everything that decides the state arrays' shapes and what their rows mean.
 
     Per metric, in order: its name and kind (a utilization window stores value x ready replicas, the others
@@ -39,39 +40,54 @@ def fingerprint(spec: Spec) -> str:
     """
     shape = {
         "metrics": [
-            [name, str(kind), sm.kind, sm.slots]
-            for name, kind, sm in zip(spec.metric_names, spec.kinds, spec.smoothers, strict=True)
+            [m.name, str(m.kind), m.window.type, int(slots)]
+            for m, slots in zip(policy.metrics, params.slots, strict=True)
         ],
-        "panic": [[sm.kind, sm.slots] for sm in spec.panic_smoothers],
-        "history": spec.slots,
+        "panic": [["mean", int(slots)] for slots in params.panic_slots],
+        "history": params.history_slots,
     }
     text = json.dumps(shape, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def encode(spec: Spec, state: State, targets: Sequence[str]) -> bytes:
+def _trend(params: Params) -> np.ndarray:
+    """Per metric: a trend window with a ring, whose running sums the state keeps."""
+    return (params.window == TREND) & (params.slots > 1)
+
+
+def encode(policy: Policy, state: State, targets: Sequence[str]) -> bytes:
     """`state` for `targets` (its columns, in order) as bytes."""
+    params = params_of(policy)
     names = [str(t) for t in targets]
     n = len(names)
     if len(set(names)) != n:
         raise ValueError("target names must be unique")
     if state.blind.shape != (n,):
         raise ValueError(f"state has {state.blind.shape[0]} target columns, {n} target names given")
+    heads = {"recs": int(state.hist_heads[RECS]), "up": int(state.hist_heads[EVENTS]),
+             "down": int(state.hist_heads[EVENTS])}
     header = {
         "format": FORMAT,
-        "fingerprint": fingerprint(spec),
+        "fingerprint": fingerprint(policy, params),
         "targets": names,
-        "smooth": [[s.head, s.clean] for s in state.smooth],
-        "panic": [[s.head, s.clean] for s in state.panic_smooth],
-        "heads": {"recs": state.recs.head, "up": state.up_events.head, "down": state.down_events.head},
+        # [head, clean]: the second number is kept for the format and no longer read
+        "smooth": [[int(h), 0] for h in state.heads],
+        "panic": [[int(h), 0] for h in state.panic_heads],
+        "heads": heads,
     }
     arrays: dict[str, np.ndarray] = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
-    arrays.update({f"smooth{i}": s.ring for i, s in enumerate(state.smooth)})
-    # A trend window's running sums: kept so a restart fits exactly the same line as the ticks before it.
-    arrays.update({f"smooth{i}_sums": s.sums for i, s in enumerate(state.smooth) if s.sums is not None})
-    arrays.update({f"panic{i}": s.ring for i, s in enumerate(state.panic_smooth)})
-    for name, h in (("recs", state.recs), ("up", state.up_events), ("down", state.down_events)):
-        arrays[f"{name}_t"], arrays[f"{name}_v"] = h.t, h.v
+    trend = _trend(params)
+    for i, (start, slots) in enumerate(zip(params.ring_start, params.slots, strict=True)):
+        arrays[f"smooth{i}"] = state.rings[start:start + slots]
+        # A trend window's running sums: kept so a restart fits exactly the same line as the ticks before
+        # it (unless the window adds them up afresh on its next tick anyway).
+        if trend[i] and not state.resync[i]:
+            arrays[f"smooth{i}_sums"] = state.sums[i]
+    for r, (start, slots) in enumerate(zip(params.panic_start, params.panic_slots, strict=True)):
+        arrays[f"panic{r}"] = state.panic_rings[start:start + slots]
+    arrays["recs_t"], arrays["recs_v"] = state.recs_t, state.recs_v
+    arrays["up_t"], arrays["up_v"] = state.ev_t, state.up_v
+    arrays["down_t"], arrays["down_v"] = state.ev_t, state.down_v
     for name in ("last_up", "last_change", "panic_until", "blind"):
         arrays[name] = getattr(state, name)
     out = io.BytesIO()
@@ -81,7 +97,7 @@ def encode(spec: Spec, state: State, targets: Sequence[str]) -> bytes:
 
 def decode(
     blob: bytes | None,
-    spec: Spec,
+    policy: Policy,
     *,
     targets: Sequence[str],
     current: np.ndarray,
@@ -89,7 +105,7 @@ def decode(
 ) -> tuple[State, str]:
     """The state for `targets` (in that order) from `blob`, and "" — or a fresh state and why.
 
-    None (nothing saved yet) gives `initial_state(spec, current, now)` and "". A blob that is corrupt, of
+    None (nothing saved yet) gives `initial_state(params, current, now)` and "". A blob that is corrupt, of
     another format or of another fingerprint gives the same fresh state and a reason to log.
 
     Columns are matched by name. A target in the blob keeps its columns exactly (a target in the blob but
@@ -113,6 +129,7 @@ def decode(
     histories and windows are not pushed, so rate limits and smoothing see exactly what they saw.
     Every target new -> exactly `initial_state`.
     """
+    params = params_of(policy)
     names = [str(t) for t in targets]
     current = np.asarray(current, dtype=float)
     if len(set(names)) != len(names):
@@ -120,13 +137,13 @@ def decode(
     if current.shape != (len(names),):
         raise ValueError(f"current has shape {current.shape}, expected ({len(names)},) for the targets given")
     if blob is None:
-        return initial_state(spec, current, now), ""
+        return initial_state(params, current, now), ""
     try:
         header, arrays = _read(blob)
-        stored = _check(spec, header, arrays)
+        stored = _check(policy, params, header, arrays)
     except _Unreadable as e:
-        return initial_state(spec, current, now), f"saved state not used: {e}"
-    return _remap(spec, header, arrays, stored, names, current, now), ""
+        return initial_state(params, current, now), f"saved state not used: {e}"
+    return _remap(params, header, arrays, stored, names, current, now), ""
 
 
 def _read(blob: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -146,29 +163,30 @@ def _read(blob: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, arrays
 
 
-def _check(spec: Spec, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> int:
+def _check(policy: Policy, params: Params, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> int:
     """The number of stored targets, after checking format, fingerprint and every array's shape and dtype."""
     if header.get("format") != FORMAT:
         raise _Unreadable(f"format {header.get('format')!r}, this version reads format {FORMAT}")
-    if header.get("fingerprint") != fingerprint(spec):
+    if header.get("fingerprint") != fingerprint(policy, params):
         raise _Unreadable(
             f"saved for another policy shape (fingerprint {header.get('fingerprint')!r}, now "
-            f"{fingerprint(spec)!r}: metrics, windows or history length changed)"
+            f"{fingerprint(policy, params)!r}: metrics, windows or history length changed)"
         )
     names = header.get("targets")
     if not isinstance(names, list) or not all(isinstance(x, str) for x in names) or len(set(names)) != len(names):
         raise _Unreadable("malformed target list")
     n = len(names)
+    slots = params.history_slots
     want: dict[str, tuple[tuple[int, ...], Any]] = {}
-    want.update({f"smooth{i}": ((sm.slots, n), np.float64) for i, sm in enumerate(spec.smoothers)})
-    want.update({f"panic{i}": ((sm.slots, n), np.float64) for i, sm in enumerate(spec.panic_smoothers)})
+    want.update({f"smooth{i}": ((int(s), n), np.float64) for i, s in enumerate(params.slots)})
+    want.update({f"panic{i}": ((int(s), n), np.float64) for i, s in enumerate(params.panic_slots)})
     for name in ("recs", "up", "down"):
-        want[f"{name}_t"] = ((spec.slots,), np.float64)
-        want[f"{name}_v"] = ((spec.slots, n), np.float64)
+        want[f"{name}_t"] = ((slots,), np.float64)
+        want[f"{name}_v"] = ((slots, n), np.float64)
     for name in ("last_up", "last_change", "panic_until"):
         want[name] = ((n,), np.float64)
     want["blind"] = ((n,), np.int64)
-    optional = {f"smooth{i}_sums": ((2, n), np.float64) for i, sm in enumerate(spec.smoothers) if sm.kind == "trend"}
+    optional = {f"smooth{i}_sums": ((2, n), np.float64) for i, w in enumerate(params.window) if w == TREND}
     missing, extra = sorted(set(want) - set(arrays)), sorted(set(arrays) - set(want) - set(optional))
     if missing or extra:
         raise _Unreadable(f"arrays missing {missing}, unexpected {extra}")
@@ -178,11 +196,11 @@ def _check(spec: Spec, header: dict[str, Any], arrays: dict[str, np.ndarray]) ->
         if a.shape != shape or a.dtype != dtype:
             raise _Unreadable(f"{name} is {a.dtype}{list(a.shape)}, expected {np.dtype(dtype)}{list(shape)}")
     try:
-        rings = [(sm.slots, header["smooth"][i]) for i, sm in enumerate(spec.smoothers)]
-        rings += [(sm.slots, header["panic"][i]) for i, sm in enumerate(spec.panic_smoothers)]
-        ok = len(header["smooth"]) == len(spec.smoothers) and len(header["panic"]) == len(spec.panic_smoothers)
-        ok = ok and all(_index(head, slots) and _index(clean, slots + 1) for slots, (head, clean) in rings)
-        ok = ok and all(_index(header["heads"][h], spec.slots) for h in ("recs", "up", "down"))
+        rings = [(int(s), header["smooth"][i]) for i, s in enumerate(params.slots)]
+        rings += [(int(s), header["panic"][i]) for i, s in enumerate(params.panic_slots)]
+        ok = len(header["smooth"]) == len(params.slots) and len(header["panic"]) == len(params.panic_slots)
+        ok = ok and all(_index(head, s) and _index(clean, s + 1) for s, (head, clean) in rings)
+        ok = ok and all(_index(header["heads"][h], slots) for h in ("recs", "up", "down"))
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise _Unreadable(f"malformed ring heads ({type(e).__name__})") from e
     if not ok:
@@ -198,7 +216,7 @@ def _index(value: Any, size: int) -> bool:
 
 
 def _remap(
-    spec: Spec,
+    params: Params,
     header: dict[str, Any],
     arrays: dict[str, np.ndarray],
     stored: int,
@@ -211,45 +229,54 @@ def _remap(
     src = np.array([where.get(name, -1) for name in names], dtype=np.int64)
     new = src < 0
     if len(names) and new.all():
-        return initial_state(spec, current, now)
+        return initial_state(params, current, now)
     kept = ~new
-    if not new.any() and np.array_equal(src, np.arange(stored)):
-        cols = lambda a, fill: a  # noqa: E731  (same targets, same order: the arrays as they are)
-    else:
-        def cols(a: np.ndarray, fill: float | int) -> np.ndarray:
-            out = np.full(a.shape[:-1] + (len(names),), fill, dtype=a.dtype)
-            out[..., kept] = a[..., src[kept]]
-            return out
 
-    def ring(key: str, head: int, clean: int) -> SmoothState:
-        # `clean` counts the latest ring writes that were finite for every target; a new target's column
-        # is NaN, so it no longer holds for the new set of targets. A new target's running sums are NaN
-        # too (its window is not full), as they would be had it started with the others.
-        sums = arrays.get(f"{key}_sums")
-        return SmoothState(ring=cols(arrays[key], np.nan), head=head, clean=0 if new.any() else clean,
-                           sums=None if sums is None else cols(sums, np.nan))
+    def cols(a: np.ndarray, fill: float | int) -> np.ndarray:
+        """The stored columns in the order of `names`; a new target's column is `fill` (a new array either
+        way, C-ordered, as the compiled code writes into it)."""
+        out = np.full(a.shape[:-1] + (len(names),), fill, dtype=a.dtype)
+        out[..., kept] = a[..., src[kept]]
+        return out
 
-    def history(name: str) -> History:
-        return History(t=arrays[f"{name}_t"], v=cols(arrays[f"{name}_v"], np.nan), head=header["heads"][name])
-
-    recs, up, down = history("recs"), history("up"), history("down")
-    if new.any():
-        newest = (recs.head - 1) % spec.slots
-        if recs.t[newest] == now:
-            recs.v[newest, new] = current[new]
-        else:
-            recs = recs.push(now, np.where(new, current, np.nan))
-    # Event histories are pushed together (checked above) and share one array of slot times, as
-    # initial_state makes them (rate limits then find a period's slots once for both).
-    down = History(t=up.t, v=down.v, head=down.head)
-    return State(
-        smooth=tuple(ring(f"smooth{i}", h, c) for i, (h, c) in enumerate(header["smooth"])),
-        panic_smooth=tuple(ring(f"panic{i}", h, c) for i, (h, c) in enumerate(header["panic"])),
-        recs=recs,
-        up_events=up,
-        down_events=down,
+    m = params.slots.shape[0]
+    sums = np.full((m, 2, len(names)), np.nan)
+    trend = _trend(params)
+    resync = np.zeros(m, dtype=np.bool_)
+    heads = np.array([h for h, _ in header["smooth"]], dtype=np.int64)
+    for i in range(m):
+        # A new target's running sums are NaN too (its window is not full), as they would be had it started
+        # with the others; sums not saved are added up afresh on the next tick.
+        if f"smooth{i}_sums" in arrays:
+            sums[i] = cols(arrays[f"smooth{i}_sums"], np.nan)
+        resync[i] = trend[i] and (f"smooth{i}_sums" not in arrays or heads[i] == params.slots[i] - 1)
+    rings = np.concatenate([cols(arrays[f"smooth{i}"], np.nan) for i in range(m)]) if m else \
+        np.empty((0, len(names)))
+    panic = [cols(arrays[f"panic{r}"], np.nan) for r in range(params.panic_slots.shape[0])]
+    recs_t, recs_v = np.array(arrays["recs_t"]), cols(arrays["recs_v"], np.nan)
+    hist_heads = np.array([header["heads"]["recs"], header["heads"]["up"]], dtype=np.int64)
+    state = State(
+        rings=rings,
+        heads=heads,
+        sums=sums,
+        resync=resync,
+        panic_rings=np.concatenate(panic) if panic else np.empty((0, len(names))),
+        panic_heads=np.array([h for h, _ in header["panic"]], dtype=np.int64),
+        recs_t=recs_t,
+        recs_v=recs_v,
+        ev_t=np.array(arrays["up_t"]),
+        up_v=cols(arrays["up_v"], np.nan),
+        down_v=cols(arrays["down_v"], np.nan),
+        hist_heads=hist_heads,
         last_up=cols(arrays["last_up"], np.nan),
         last_change=cols(arrays["last_change"], np.nan),
         panic_until=cols(arrays["panic_until"], np.nan),
         blind=cols(arrays["blind"], 0),
     )
+    if new.any():
+        newest = (hist_heads[RECS] - 1) % params.history_slots
+        if recs_t[newest] == now:
+            recs_v[newest, new] = current[new]
+        else:
+            state = state.with_recommendation(now, np.where(new, current, np.nan))
+    return state

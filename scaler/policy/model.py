@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -280,15 +279,3 @@ class Policy(Strict):
     def history_slots(self) -> int:
         """Ring-buffer slots that cover history_seconds at this interval, with margin for a late tick."""
         return int(math.ceil(self.history_seconds() / self.interval)) + 2
-
-
-def load_policy(path: str | Path) -> Policy:
-    """A policy YAML, or a Kubernetes autoscaling/v2 HorizontalPodAutoscaler manifest, as a Policy."""
-    from scaler import yamlio as config
-
-    data = config.read_yaml(path)
-    if isinstance(data, dict) and data.get("kind") == "HorizontalPodAutoscaler":
-        from scaler.decision.hpa import policy_from_manifest
-
-        return policy_from_manifest(data, source=path)
-    return config.validate(Policy, data, path)

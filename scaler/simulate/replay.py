@@ -6,7 +6,6 @@ all targets at once, so 1,000 targets cost about what one does.
 
 from __future__ import annotations
 
-import dataclasses
 import mmap
 import multiprocessing as mp
 import os
@@ -15,11 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scaler.decision.decide import Arrays, Spec, initial_state
-from scaler.decision.kernel import tick as kernel
+from scaler.decision.kernel.tick import Outputs, outputs
+from scaler.decision.params import params_of
+from scaler.decision.state import initial_state
 from scaler.errors import DataError, Problem
 from scaler.policy.model import MetricKind, Policy
 from scaler.recordings.load import Recording, resample
+from scaler.simulate.closedloop import Timeline, Totals, WorldState, run_chunk
 from scaler.simulate.world import World, model
 
 
@@ -71,20 +72,6 @@ def _infer_load(policy: Policy, rec: Recording) -> str | None:
         if m.kind == MetricKind.utilization and m.name in rec.metrics:
             return m.name
     return next(iter(rec.metrics)) if len(rec.metrics) == 1 else None
-
-
-@dataclass
-class Timeline:
-    """Per-tick arrays (ticks, targets), and per-metric (ticks, metrics, targets)."""
-
-    replicas: np.ndarray
-    ready: np.ndarray
-    desired: np.ndarray
-    demand: np.ndarray
-    observed: np.ndarray
-    smoothed: np.ndarray
-    slo_ok: np.ndarray  # 1 ok, 0 breach, -1 unknown (no demand recorded)
-    reasons: np.ndarray
 
 
 @dataclass
@@ -140,12 +127,14 @@ def simulate(
     world: World | None = None,
     *,
     record: bool = True,
+    detail: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Result:
-    """Replay `rec` through `policy` closed-loop. `record=False` keeps only totals (for big benchmarks)."""
+    """Replay `rec` through `policy` closed-loop. `record=False` keeps only totals (for big benchmarks);
+    `detail=True` keeps every decision output per tick as well (to explain the run)."""
     world = world or World()
     demand = demand_for(policy, rec, world)
-    return run(policy, demand, world, targets=rec.targets, record=record, progress=progress)
+    return run(policy, demand, world, targets=rec.targets, record=record, detail=detail, progress=progress)
 
 
 def run(
@@ -155,6 +144,7 @@ def run(
     *,
     targets: tuple[str, ...],
     record: bool = True,
+    detail: bool = False,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
 ) -> Result:
@@ -171,19 +161,19 @@ def run(
     if workers > 1 and "fork" not in mp.get_all_start_methods():
         workers = 1  # the blocks share the demand arrays by forking
     # With several workers the timeline lives in shared memory, so every worker writes its own columns.
-    tl = _timeline(ticks, m, n, shared=workers > 1) if record else None
+    tl = timeline(ticks, m, n, detail=detail, shared=workers > 1) if record else None
     bounds = np.linspace(0, n, workers + 1).round().astype(int).tolist()
     blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     children = []
     for block in blocks[1:]:
         here, there = mp.get_context("fork").Pipe(duplex=False)
-        child = mp.get_context("fork").Process(target=_worker, args=(there, policy, demand, world, block, tl),
+        child = mp.get_context("fork").Process(target=_worker, args=(there, policy, demand, world, block, tl, detail),
                                                 daemon=True)
         child.start()
         there.close()
         children.append((child, here))
     try:
-        totals = [_replay(policy, _block(demand, blocks[0]), world, _columns(tl, blocks[0]), progress)]
+        totals = [_replay(policy, _block(demand, blocks[0]), world, _columns(tl, blocks[0]), detail, progress)]
         for child, here in children:
             try:
                 outcome = here.recv()
@@ -232,86 +222,82 @@ def _columns(tl: Timeline | None, block: slice) -> Timeline | None:
     """The timeline's columns of the targets in `block` (views into the same arrays)."""
     if tl is None:
         return None
-    return Timeline(**{f.name: getattr(tl, f.name)[..., block] for f in dataclasses.fields(Timeline)})
+    return Timeline(*(a[..., block] for a in tl[:-1]), decisions=Outputs(*(a[..., block] for a in tl.decisions)))
 
 
-def _worker(conn, policy: Policy, demand: Demand, world: World, block: slice, tl: Timeline | None) -> None:
+def _worker(conn, policy: Policy, demand: Demand, world: World, block: slice, tl: Timeline | None,
+            detail: bool) -> None:
     """A forked process: replay one block of targets and send back its totals (or the error)."""
     try:
-        conn.send(_replay(policy, _block(demand, block), world, _columns(tl, block), None))
+        conn.send(_replay(policy, _block(demand, block), world, _columns(tl, block), detail, None))
     except BaseException as e:  # noqa: BLE001 - handed to the parent, which raises it
         conn.send(e)
     finally:
         conn.close()
 
 
-def _replay(policy: Policy, demand: Demand, world: World, tl: Timeline | None,
-            progress: Callable[[int, int], None] | None):
-    """The closed loop for one block of targets: (replica hours, SLO violation s, no-data s, scale-ups,
-    scale-downs, peak replicas) per target, and the timeline filled in when given.
+def _replay(policy: Policy, demand: Demand, world: World, tl: Timeline | None, detail: bool,
+            progress: Callable[[int, int], None] | None) -> Totals:
+    """The closed loop for one block of targets: its totals per target, and the timeline filled in when
+    given (every decision output too when `detail`).
 
-    The loop itself is compiled (scaler.decision.kernel.tick.run_chunk); here the demand is laid out a chunk of ticks at a
-    time (a tick is one contiguous row), and progress is reported between chunks.
+    The loop itself is compiled (scaler.simulate.closedloop.run_chunk); here the demand is laid out a chunk
+    of ticks at a time (a tick is one contiguous row), and progress is reported between chunks.
     """
-    spec = Spec.of(policy)
+    p = params_of(policy)
     w = model(world, policy)
     times = np.ascontiguousarray(demand.times, dtype=np.float64)
     ticks, n, m = len(times), demand.load.shape[0], len(policy.metrics)
     requested = np.ascontiguousarray(demand.initial, dtype=np.float64)
-    state = Arrays.of(spec, initial_state(spec, requested, float(times[0]) if ticks else 0.0), copy=False)
-    requests = np.tile(requested, (w.delay, 1))
-    seen = np.full((w.lag + 1, m, n), np.nan)
-    seen_ready = np.tile(requested, (w.lag + 1, 1))
-    hours, violation, no_data = np.zeros(n), np.zeros(n), np.zeros(n)
-    ups, downs = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    peak = requested.copy()
+    state = initial_state(p, requested, float(times[0]) if ticks else 0.0)
+    ws = WorldState(requests=np.tile(requested, (w.delay, 1)), seen=np.full((w.lag + 1, m, n), np.nan),
+                    seen_ready=np.tile(requested, (w.lag + 1, 1)))
+    totals = Totals(replica_hours=np.zeros(n), violation_seconds=np.zeros(n), no_data_seconds=np.zeros(n),
+                    scale_ups=np.zeros(n, dtype=np.int64), scale_downs=np.zeros(n, dtype=np.int64),
+                    peak_replicas=requested.copy())
     record = tl is not None
-    # Without a timeline the compiled loop still takes its arrays: empty ones it never writes.
-    tl_arrays = (tl.replicas, tl.ready, tl.desired, tl.observed, tl.smoothed, tl.slo_ok, tl.reasons) if record \
-        else (_EMPTY2, _EMPTY2, _EMPTY2, _EMPTY3, _EMPTY3, _EMPTY2.astype(np.int8), _EMPTY2.astype(np.int64))
-    gauge_rows = [i for i, kind in enumerate(spec.kinds) if kind == MetricKind.gauge]
-    names = spec.metric_names
+    # Without a timeline the compiled loop still takes one: empty arrays it never writes.
+    rows = tl if record else timeline(0, m, n)
+    gauge_rows = [i for i, mm in enumerate(policy.metrics) if mm.kind == MetricKind.gauge]
+    names = [mm.name for mm in policy.metrics]
     chunk = max(1, min(ticks, _CHUNK_CELLS // max(n, 1), max(ticks // 100, 64)))
-    head = state.recs_head
+    o = outputs(m, n)
     for k0 in range(0, ticks, chunk):
         k1 = min(ticks, k0 + chunk)
         load = np.ascontiguousarray(demand.load[:, k0:k1].T, dtype=np.float64)  # (ticks, targets)
         gauges = np.empty((m, k1 - k0 if gauge_rows else 0, n))
         for i in gauge_rows:
             gauges[i] = demand.gauges[names[i]][:, k0:k1].T
-        head = kernel.run_chunk(
-            spec.params, w, k0, times[k0:k1], load, gauges,
-            state.rings, state.heads, state.sums, state.resync, state.panic_rings, state.panic_heads,
-            state.recs_t, state.recs_v, head, state.ev_t, state.up_v, state.down_v,
-            state.last_up, state.last_change, state.panic_until, state.blind,
-            requests, seen, seen_ready, hours, violation, no_data, ups, downs, peak, record, *tl_arrays)
-        if record:
-            tl.demand[k0:k1] = load
+        run_chunk(p, w, k0, times[k0:k1], load, gauges, state, ws, totals, rows, record, detail, o)
         if progress is not None:
             progress(k1, ticks)
-    return hours, violation, no_data, ups, downs, peak
-
-
-_EMPTY2 = np.empty((0, 0))
-_EMPTY3 = np.empty((0, 0, 0))
+    return totals
 
 
 # Ticks per chunk x targets: about 1 MB per (chunk, targets) float array.
 _CHUNK_CELLS = 1 << 17
 
 
-def _timeline(ticks: int, m: int, n: int, *, shared: bool = False) -> Timeline:
-    """Zeroed timeline arrays; `shared` puts them in memory that forked workers write into too."""
+def timeline(ticks: int, m: int, n: int, *, detail: bool = False, shared: bool = False) -> Timeline:
+    """Zeroed timeline arrays; with `detail` every decision output per tick too (else those are empty);
+    `shared` puts them in memory that forked workers write into as well."""
 
-    def z(*shape, dtype=float):
+    def z(*shape, dtype=float, keep=True):
+        if not keep:
+            shape = (0,) * len(shape)
         if not shared:
             return np.zeros(shape, dtype=dtype)
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
-    return Timeline(replicas=z(ticks, n), ready=z(ticks, n), desired=z(ticks, n), demand=z(ticks, n),
-                    observed=z(ticks, m, n), smoothed=z(ticks, m, n), slo_ok=z(ticks, n, dtype=np.int8),
-                    reasons=z(ticks, n, dtype=np.int64))
+    per_metric = {"smoothed", "asks", "ask_ratio", "ask_base"}
+    always = {"smoothed", "desired", "reasons"}
+    decisions = Outputs(**{
+        name: z(ticks, *((m,) if name in per_metric else ()), n, dtype=np.int64 if name == "reasons" else float,
+                keep=detail or name in always)
+        for name in Outputs._fields})
+    return Timeline(replicas=z(ticks, n), ready=z(ticks, n), demand=z(ticks, n), observed=z(ticks, m, n),
+                    slo_ok=z(ticks, n, dtype=np.int8), decisions=decisions)
 
 
 def warm() -> float:
@@ -319,7 +305,7 @@ def warm() -> float:
     import time
 
     from scaler import defaults
-    from scaler.policy.model import load_policy
+    from scaler.policy.load import load_policy
 
     start = time.perf_counter()
     policy = load_policy(defaults.DEFAULT_POLICY)
@@ -330,6 +316,7 @@ def warm() -> float:
         run(policy, demand, World(), targets=("a", "b"), record=record, workers=1)
     # A block of targets split across processes writes into column views of the timeline (not contiguous):
     # compiled separately, here, rather than by the parent and every worker at once on a first big run.
-    tl = _timeline(len(times), len(policy.metrics), 2, shared=False)
-    _replay(policy, _block(demand, slice(0, 1)), World(), _columns(tl, slice(0, 1)), None)
+    for detail in (False, True):
+        tl = timeline(len(times), len(policy.metrics), 2, detail=detail)
+        _replay(policy, _block(demand, slice(0, 1)), World(), _columns(tl, slice(0, 1)), detail, None)
     return time.perf_counter() - start

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from scaler.decision.explain import Values, explain
+from scaler.decision.kernel.tick import Outputs
 from scaler.decision.reasons import describe_all
 from scaler.simulate.replay import Result
 
@@ -111,3 +113,16 @@ def write_plot(results: Sequence[Result], path: Path, *, target: int = 0) -> Pat
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def explanations(r: Result, *, every_tick: bool = False) -> Iterator[tuple[str, float, str]]:
+    """(target, time, line) for every scale action of a run recorded in detail (every tick with
+    `every_tick`), each line told with the numbers that tick's decision used (scaler.decision.explain)."""
+    tl = r.timeline
+    if tl is None or tl.decisions.asks.shape[0] != len(r.times):
+        raise ValueError("explaining a run needs its decisions recorded in detail (simulate(..., detail=True))")
+    for j, target in enumerate(r.targets):
+        changed = np.ones(len(r.times), dtype=bool) if every_tick else tl.desired[:, j] != tl.replicas[:, j]
+        for k in np.flatnonzero(changed):
+            row = Outputs(*(a[k] for a in tl.decisions))
+            yield target, float(r.times[k]), explain(r.policy, Values.of(row, tl.observed[k], tl.replicas[k], j))

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from scaler.decision.kernel import tick as kernel
+from scaler.simulate.closedloop import world_metrics
 from scaler.units import Seconds
 
 # p95 of an exponential sojourn time is ln(20) = 3.0 times its mean.
@@ -39,7 +39,7 @@ class World(BaseModel):
         """p95 latency (s) of one replica at utilization rho, as an M/M/1 queue: S * ln 20 / (1 - rho).
 
         20 ms service: rho 0.5 -> 0.12 s, 0.7 -> 0.20 s, 0.8 -> 0.30 s, 0.9 -> 0.60 s; >= cap -> cap.
-        (The replay's own formula, scaler.decision.kernel.tick.latency, applied to every element.)
+        (The replay's own formula, scaler.simulate.closedloop.latency, applied to every element.)
         """
         return self._metrics(rho)[0]
 
@@ -51,7 +51,7 @@ class World(BaseModel):
         rho = np.asarray(rho, dtype=np.float64)
         flat = np.ascontiguousarray(rho.ravel())
         lat, err = np.empty_like(flat), np.empty_like(flat)
-        kernel.world_metrics(self.service_time * P95_FACTOR, float(self.latency_cap), flat, lat, err)
+        world_metrics(self.service_time * P95_FACTOR, float(self.latency_cap), flat, lat, err)
         return lat.reshape(rho.shape), err.reshape(rho.shape)
 
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from scaler.decision.behavior import rate_limit, scale_down_limit, scale_up_limit, stabilize
-from scaler.decision.decide import Spec, decide, initial_state
-from scaler.decision.history import History
+from scaler.decision.decide import decide
+from scaler.decision.params import params_of
 from scaler.decision.reasons import Reason
+from scaler.decision.state import EVENTS, State, initial_state
+from scaler.decision.steps import History, rate_limit, scale_down_limit, scale_up_limit, stabilize
 from scaler.policy.model import Behavior, Direction, RatePolicy, default_scale_down, default_scale_up
 from tests.conftest import make_policy
 
@@ -319,29 +319,39 @@ STORE_POLICY = make_policy(behavior={
     "scale_down": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 60}]}})
 
 
-def decide_after(spec: Spec, up: list, down: list, current: list[float], cpu: list[float]):
+def decide_after(up: list, down: list, current: list[float], cpu: list[float]):
     """One decide() at NOW from `current` replicas, with earlier scale events (seconds ago, change)
-    already in the state's histories (both share their slot times, as the state keeps them)."""
+    already in the state's histories (both share their slot times, as the state keeps them), and the
+    decision written (committed): (decision, state after the commit)."""
+    params = params_of(STORE_POLICY)
     n = len(current)
-    both = history(*up, *down, slots=spec.slots)
-    ups = History(t=both.t, v=both.v[:, :n], head=both.head)
-    downs = History(t=both.t, v=both.v[:, n:], head=both.head)
-    state = dataclasses.replace(initial_state(spec, np.array(current, dtype=float), NOW - 3600),
-                                up_events=ups, down_events=downs)
-    return decide(spec, state, np.array([cpu], dtype=float), current=np.array(current, dtype=float), now=NOW)
+    now_count = np.array(current, dtype=float)
+    both = history(*up, *down, slots=params.history_slots)
+    state = initial_state(params, now_count, NOW - 3600)
+    heads = state.hist_heads.copy()
+    heads[EVENTS] = both.head
+    state = state._replace(ev_t=both.t, up_v=np.ascontiguousarray(both.v[:, :n]),
+                           down_v=np.ascontiguousarray(both.v[:, n:]), hist_heads=heads)
+    d = decide(params, state, np.array([cpu], dtype=float), current=now_count, now=NOW)
+    return d, d.state.with_applied(NOW, now_count, d.desired)
+
+
+def events(state: State) -> tuple[History, History]:
+    """The state's scale-up and scale-down events."""
+    head = int(state.hist_heads[EVENTS])
+    return History(t=state.ev_t, v=state.up_v, head=head), History(t=state.ev_t, v=state.down_v, head=head)
 
 
 @pytest.mark.parametrize("previous,in_period", [c[1:] for c in STORE], ids=[c[0] for c in STORE])
 @pytest.mark.parametrize("direction", ["up", "down"])
 def test_decision_stores_scale_events_like_hpa(previous, in_period, direction):
-    """TestStoreScaleEvents through the whole decision: the last 60 s sum the earlier events, and this
-    tick's change (10 -> 15 at cpu 105 % of a 70 % target, or 10 -> 5 at 35 %) adds 5 to its own direction
-    only, where the next tick's rate limit will count it."""
-    spec = Spec.of(STORE_POLICY)
+    """TestStoreScaleEvents through the whole decision and its commit: the last 60 s sum the earlier
+    events, and this tick's change once written (10 -> 15 at cpu 105 % of a 70 % target, or 10 -> 5 at
+    35 %) adds 5 to its own direction only, where the next tick's rate limit will count it."""
     up, down = (previous, []) if direction == "up" else ([], previous)
-    d = decide_after(spec, [up], [down], [10.0], [105.0 if direction == "up" else 35.0])
+    d, state = decide_after([up], [down], [10.0], [105.0 if direction == "up" else 35.0])
     assert d.desired.tolist() == [15 if direction == "up" else 5]
-    mine, other = (d.state.up_events, d.state.down_events)[:: 1 if direction == "up" else -1]
+    mine, other = events(state)[:: 1 if direction == "up" else -1]
     assert mine.sum_within(NOW, 60).tolist() == [in_period + 5]
     assert other.sum_within(NOW, 60).tolist() == [0]
 
@@ -349,11 +359,12 @@ def test_decision_stores_scale_events_like_hpa(previous, in_period, direction):
 def test_decision_stores_events_per_target_and_none_when_held():
     """5 -> 8 records 3 up; 6 -> 2 records 4 down; a count in the band, and one held for missing data,
     record nothing."""
-    spec = Spec.of(STORE_POLICY)
-    d = decide_after(spec, [[]] * 4, [[]] * 4, [5, 6, 3, 3.0], [112.0, 23.0, 70.0, math.nan])
+    d, state = decide_after([[]] * 4, [[]] * 4, [5, 6, 3, 3.0], [112.0, 23.0, 70.0, math.nan])
     assert d.desired.tolist() == [8, 2, 3, 3]
-    assert d.state.up_events.sum_within(NOW, 15).tolist() == [3, 0, 0, 0]
-    assert d.state.down_events.sum_within(NOW, 15).tolist() == [0, 4, 0, 0]
+    ups, downs = events(state)
+    assert ups.sum_within(NOW, 15).tolist() == [3, 0, 0, 0]
+    assert downs.sum_within(NOW, 15).tolist() == [0, 4, 0, 0]
+    assert np.all(np.nan_to_num(d.state.up_v) == 0)  # nothing is recorded before the commit
 
 
 # --- A narrated run of the default behavior ----------------------------------------------------------

@@ -1,13 +1,14 @@
 """The decision pipeline: one step per table, then fake-clock scenarios narrated tick by tick."""
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from scaler.decision.decide import Spec, decide, initial_state
+from scaler.decision.decide import decide
+from scaler.decision.params import params_of
 from scaler.decision.reasons import Reason
+from scaler.decision.state import initial_state
 from tests.conftest import make_policy
 
 NAN = math.nan
@@ -15,20 +16,24 @@ T0 = 1_700_000_000.0
 
 
 class Controller:
-    """Drives decide() like the loop does: the target follows every decision; time moves by hand."""
+    """Drives decide() like the loop does: every decision is written (and committed as written); time
+    moves by hand."""
 
     def __init__(self, policy, replicas, now=T0):
-        self.spec = Spec.of(policy)
+        self.policy = policy
+        self.params = params_of(policy)
         self.current = np.array(replicas, dtype=float)
         self.now = now
-        self.state = initial_state(self.spec, self.current, now)
+        self.state = initial_state(self.params, self.current, now)
         self.last = None
 
     def tick(self, *metric_rows, ready=None, advance=15.0):
         self.now += advance
-        obs = np.array(metric_rows, dtype=float).reshape(len(self.spec.policy.metrics), -1)
-        d = decide(self.spec, self.state, obs, current=self.current, ready=ready, now=self.now)
-        self.state, self.current, self.last = d.state, d.desired.astype(float), d
+        obs = np.array(metric_rows, dtype=float).reshape(len(self.policy.metrics), -1)
+        d = decide(self.params, self.state, obs, current=self.current, ready=ready, now=self.now)
+        written = d.desired.astype(float)
+        self.state = d.state.with_applied(self.now, self.current, written)
+        self.current, self.last = written, d
         return d
 
     @property
@@ -172,16 +177,66 @@ def test_no_cooldown_means_none_even_when_the_last_action_is_ahead_of_this_clock
     with cooldowns of 0 the decision still scales both ways; with a cooldown it waits."""
     c = Controller(make_policy(), [4, 10])
     ahead = np.full(2, T0 + 3600.0)
-    c.state = dataclasses.replace(c.state, last_up=ahead, last_change=ahead.copy())
+    c.state = c.state._replace(last_up=ahead, last_change=ahead.copy())
     assert c.tick([140, 10]).desired.tolist() == [8, 2]
     cooled = make_policy(behavior={
         "scale_up": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 15}], "cooldown": 30},
         "scale_down": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 15}],
                        "cooldown": 30}})
     c = Controller(cooled, [4, 10])
-    c.state = dataclasses.replace(c.state, last_up=ahead.copy(), last_change=ahead.copy())
+    c.state = c.state._replace(last_up=ahead.copy(), last_change=ahead.copy())
     assert c.tick([140, 10]).desired.tolist() == [4, 10]
     assert c.reasons[0] & Reason.SCALE_UP_COOLDOWN and c.reasons[1] & Reason.SCALE_DOWN_COOLDOWN
+
+
+# ---- decide proposes, the caller commits what it wrote
+
+RATE_LIMITED = {
+    "scale_up": {"stabilization": 0, "policies": [{"type": "pods", "value": 4, "period": 60}], "cooldown": 30},
+    "scale_down": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 15}]},
+}
+
+
+def _decide(c: Controller, *rows):
+    """One decision that is not applied yet: (decision, its time)."""
+    c.now += 15.0
+    obs = np.array(rows, dtype=float).reshape(len(c.policy.metrics), -1)
+    return decide(c.params, c.state, obs, current=c.current, now=c.now), c.now
+
+
+def test_a_write_that_failed_is_not_a_scale_event():
+    """Reproduces a target held at 4 for a whole rate-limit period by one AccessDenied: the decision
+    to go 4 -> 8 was never written, so neither the +4 per 60 s limit nor the cooldown may count it."""
+    c = Controller(make_policy(behavior=RATE_LIMITED), [4])
+    d, now = _decide(c, [140])  # t+15: 140 % asks for 8; the limit allows +4 -> 8
+    assert d.desired[0] == 8
+    c.state = d.state.with_applied(now, c.current, np.array([np.nan]))  # the write failed
+    assert np.all(np.nan_to_num(c.state.up_v) == 0) and np.isnan(c.state.last_up[0])
+    # t+30: the same load, and nothing was added in the last 60 s: 8 again, no limit and no cooldown
+    d, now = _decide(c, [140])
+    assert d.desired[0] == 8 and not d.reasons[0] & (Reason.SCALE_UP_LIMIT | Reason.SCALE_UP_COOLDOWN)
+
+
+def test_the_count_written_is_what_counts_not_the_count_decided():
+    """The provider clamped 4 -> 8 to 6 (an ASG's MaxSize): the period holds +2, so 15 s later the
+    +4 per 60 s limit still allows 2 more (8), and the cooldown runs from the write."""
+    c = Controller(make_policy(behavior=RATE_LIMITED), [4])
+    d, now = _decide(c, [140])
+    c.state = d.state.with_applied(now, c.current, np.array([6.0]))
+    assert np.nansum(c.state.up_v) == 2 and c.state.last_up[0] == now
+    c.current = np.array([6.0])
+    d, _ = _decide(c, [140])  # t+30: 140 % of 6 asks for 12; the limit allows 4 + 4 = 8 ...
+    assert d.steps.up_limit[0] == 8
+    assert d.desired[0] == 6 and d.reasons[0] & Reason.SCALE_UP_COOLDOWN  # ... but 15 s < 30 s cooldown
+
+
+def test_a_decision_nobody_writes_changes_no_clock():
+    """A dry run decides every tick and writes nothing: each tick proposes the same scale-up afresh."""
+    c = Controller(make_policy(behavior=RATE_LIMITED), [4])
+    for _ in range(5):
+        d, now = _decide(c, [140])
+        assert d.desired[0] == 8 and d.reasons[0] == Reason.METRIC_UP
+        c.state = d.state.with_applied(now, c.current, np.full(1, np.nan))
 
 
 def test_fallback_raises_after_threshold_and_never_lowers():
@@ -275,16 +330,3 @@ def test_falling_trend_never_takes_the_count_below_what_the_current_value_asks()
     d = c.tick([40], [40])
     assert d.smoothed[:, 0] == pytest.approx([40, 0])
     assert d.desired[0] == 4
-
-
-def test_event_histories_out_of_step_are_refused():
-    """The tick keeps one array of slot times for both event histories; a state whose two differ (no
-    encoder makes one) is refused rather than read with the scale-down events misplaced."""
-    from scaler.decision.history import History
-
-    c = Controller(make_policy(), [4])
-    c.tick([140])
-    down = c.state.down_events
-    c.state = dataclasses.replace(c.state, down_events=History(t=down.t - 1.0, v=down.v, head=down.head))
-    with pytest.raises(ValueError, match="pushed together"):
-        c.tick([140])

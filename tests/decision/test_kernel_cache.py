@@ -15,6 +15,7 @@ import pytest
 from scaler.decision.kernel import cache as jitcache
 
 PACKAGE = Path(jitcache.__file__).parents[2]  # the scaler package
+SOURCES = jitcache.sources(PACKAGE)
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def pkg(tmp):
     """A copy of the sources the compiled code depends on."""
     p = tmp / "pkg"
     p.mkdir()
-    for name in jitcache.SOURCES:
+    for name in SOURCES:
         (p / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PACKAGE / name, p / name)
     return p
@@ -42,7 +43,16 @@ def read_only(monkeypatch, *paths: Path) -> None:
     monkeypatch.setattr(jitcache, "writable", lambda p: not any(Path(p).is_relative_to(x) for x in paths) and real(p))
 
 
-@pytest.mark.parametrize("name", jitcache.SOURCES)
+def test_the_sources_are_every_module_with_compiled_code_and_what_it_compiles_in():
+    """Every module that defines a compiled function is a source, and so is every module the compiled
+    code takes a type or constant from (the tuples it reads by field, the reason bits)."""
+    compiled = {str(f.relative_to(PACKAGE)) for f in PACKAGE.rglob("*.py") if "@njit" in f.read_text()}
+    assert compiled <= set(SOURCES)
+    assert {"decision/params.py", "decision/state.py", "decision/reasons.py", "decision/kernel/codes.py",
+            "simulate/world.py"} <= set(SOURCES)
+
+
+@pytest.mark.parametrize("name", SOURCES)
 def test_the_cache_is_named_after_every_source_the_compiled_code_depends_on(pkg, name):
     before = jitcache.tag(pkg)
     assert jitcache.tag(pkg) == before
@@ -50,6 +60,12 @@ def test_the_cache_is_named_after_every_source_the_compiled_code_depends_on(pkg,
     assert jitcache.tag(pkg) == before
     (pkg / name).write_text((pkg / name).read_text() + "\n# changed\n")
     assert jitcache.tag(pkg) != before
+
+
+def test_a_new_kernel_module_is_a_source_at_once(pkg):
+    before = jitcache.tag(pkg)
+    (pkg / "decision" / "kernel" / "new_step.py").write_text("x = 1\n")
+    assert "decision/kernel/new_step.py" in jitcache.sources(pkg) and jitcache.tag(pkg) != before
 
 
 def test_a_writable_cache_dir_gets_the_tagged_directory_and_a_worker_keeps_it(pkg):

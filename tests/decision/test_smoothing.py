@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from scaler.decision.smoothing import Smoother
+from scaler.decision.steps import Smoother
 from scaler.policy.model import Window
 
 NAN = math.nan

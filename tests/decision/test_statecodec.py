@@ -1,7 +1,6 @@
 """The decision-state codec: exact round trips, decisions that continue unchanged after a save and load,
 columns matched by target name, and every unusable blob turned into a fresh start with a reason."""
 
-import dataclasses
 import io
 import json
 import re
@@ -10,8 +9,12 @@ import numpy as np
 import pytest
 
 from scaler.decision import statecodec
-from scaler.decision.decide import Decision, Spec, State, decide, initial_state
-from scaler.policy.model import Policy, load_policy
+from scaler.decision.decide import Decision, decide
+from scaler.decision.kernel.codes import GAUGE
+from scaler.decision.params import params_of
+from scaler.decision.state import RECS, State, initial_state
+from scaler.policy.load import load_policy
+from scaler.policy.model import Policy
 from tests.conftest import ROOT, make_policy
 
 T0 = 1_700_000_000.0
@@ -52,22 +55,27 @@ def hpa() -> Policy:
 POLICIES = [web, mixed, make_policy, hpa]
 POLICY_IDS = ["web", "mixed", "make_policy", "hpa-default"]
 
-def observe(spec: Spec, rng: np.random.Generator, n: int) -> np.ndarray:
+def observe(policy: Policy, rng: np.random.Generator, n: int) -> np.ndarray:
     """One tick of observations (metrics, n) spread around each metric's target (a gauge's around 6
     replicas' worth), with about 10 % of reads missing: enough to cross every band both ways."""
-    scale = np.where(spec.gauge, 6.0, 1.0) * spec.target
-    obs = scale * rng.gamma(4.0, 0.25, (len(spec.kinds), n))
+    p = params_of(policy)
+    scale = (np.where(p.kind == GAUGE, 6.0, 1.0) * p.target)[:, None]
+    obs = scale * rng.gamma(4.0, 0.25, (len(p.kind), n))
     obs[rng.random(obs.shape) < 0.1] = np.nan
     return obs
 
 
-def run(spec: Spec, state: State, current: np.ndarray, observations: list[np.ndarray], times: list[float]):
-    """Ticks as the loop runs them (the target follows every decision): the decisions and the last state."""
+def run(policy: Policy, state: State, current: np.ndarray, observations: list[np.ndarray], times: list[float],
+        *, reuse: bool = False):
+    """Ticks as the loop runs them (every decision written and committed as written): the decisions and
+    the last state."""
+    params = params_of(policy)
     decisions = []
     for obs, now in zip(observations, times, strict=True):
-        d = decide(spec, state, obs, current=current, now=now)
+        d = decide(params, state, obs, current=current, now=now, reuse_state=reuse)
         decisions.append(d)
-        state, current = d.state, d.desired.astype(float)
+        state = d.state.with_applied(now, current, d.desired, reuse=reuse)
+        current = d.desired.astype(float)
     return decisions, state, current
 
 
@@ -76,35 +84,40 @@ def arrays_equal(a, b) -> bool:
 
 
 def assert_same_state(a: State, b: State) -> None:
-    """Every array equal (NaN = NaN), every ring head and clean count equal."""
-    for sa, sb in zip(a.smooth + a.panic_smooth, b.smooth + b.panic_smooth, strict=True):
-        assert arrays_equal(sa.ring, sb.ring) and (sa.head, sa.clean) == (sb.head, sb.clean)
-        assert (sa.sums is None) == (sb.sums is None) and (sa.sums is None or arrays_equal(sa.sums, sb.sums))
-    for name in ("recs", "up_events", "down_events"):
-        ha, hb = getattr(a, name), getattr(b, name)
-        assert arrays_equal(ha.t, hb.t) and arrays_equal(ha.v, hb.v) and ha.head == hb.head, name
-    for name in ("last_up", "last_change", "panic_until", "blind"):
-        assert arrays_equal(getattr(a, name), getattr(b, name)), name
+    """Every array equal (NaN = NaN). A trend window's running sums count only while they are in use: one
+    that adds them up afresh on its next tick (resync) need not carry them."""
+    for name in State._fields:
+        if name != "sums":
+            assert arrays_equal(getattr(a, name), getattr(b, name)), name
+    for i in np.flatnonzero(~a.resync):
+        assert arrays_equal(a.sums[i], b.sums[i]), f"sums of metric {i}"
 
 
 def assert_same_decision(a: Decision, b: Decision, cols_a=slice(None), cols_b=slice(None), *, where="") -> None:
     """Every figure of two decisions equal, optionally for some columns of each."""
-    for f in dataclasses.fields(Decision):
-        if f.name == "state":
-            continue
-        xa, xb = getattr(a, f.name), getattr(b, f.name)
-        assert arrays_equal(xa[..., cols_a], xb[..., cols_b]), f"{where} {f.name}"
+    for name in ("observed", "current", "ready"):
+        assert arrays_equal(getattr(a, name)[..., cols_a], getattr(b, name)[..., cols_b]), f"{where} {name}"
+    for name in a.steps._fields:
+        xa, xb = getattr(a.steps, name), getattr(b.steps, name)
+        assert arrays_equal(xa[..., cols_a], xb[..., cols_b]), f"{where} {name}"
 
 
 def ticked(policy_fn, n=3, ticks=9, seed=3):
-    """A spec and its state after `ticks` ticks over n targets, with the current counts and next tick time."""
-    spec = Spec.of(policy_fn())
+    """A policy and its state after `ticks` ticks over n targets, with the current counts and next tick time."""
+    policy = policy_fn()
     rng = np.random.default_rng(seed)
     current = np.linspace(3.0, 9.0, n).round()
-    state = initial_state(spec, current, T0)
-    times = [T0 + spec.policy.interval * (k + 1) for k in range(ticks)]
-    _, state, current = run(spec, state, current, [observe(spec, rng, n) for _ in times], times)
-    return spec, state, current, times[-1] + spec.policy.interval
+    state = initial_state(params_of(policy), current, T0)
+    times = [T0 + policy.interval * (k + 1) for k in range(ticks)]
+    _, state, current = run(policy, state, current, [observe(policy, rng, n) for _ in times], times)
+    return policy, state, current, times[-1] + policy.interval
+
+
+def take(state: State, cols: list[int]) -> State:
+    """The state of some targets (columns), in the order given."""
+    per_target = {"rings", "sums", "panic_rings", "recs_v", "up_v", "down_v", "last_up", "last_change",
+                  "panic_until", "blind"}
+    return State(*(a[..., cols] if name in per_target else a for name, a in zip(State._fields, state, strict=True)))
 
 
 # -- round trip ------------------------------------------------------------------------------------------
@@ -112,42 +125,42 @@ def ticked(policy_fn, n=3, ticks=9, seed=3):
 
 @pytest.mark.parametrize("policy_fn", POLICIES, ids=POLICY_IDS)
 def test_round_trip_is_exact(policy_fn):
-    spec, state, current, now = ticked(policy_fn)
-    blob = statecodec.encode(spec, state, ["a", "b", "c"])
+    policy, state, current, now = ticked(policy_fn)
+    blob = statecodec.encode(policy, state, ["a", "b", "c"])
 
-    back, why = statecodec.decode(blob, spec, targets=["a", "b", "c"], current=current, now=now)
+    back, why = statecodec.decode(blob, policy, targets=["a", "b", "c"], current=current, now=now)
 
     assert why == ""
     assert_same_state(back, state)
 
 
 def test_round_trip_of_a_fresh_state_and_of_no_targets():
-    spec = Spec.of(web())
-    fresh = initial_state(spec, np.array([4.0, 5.0]), T0)
-    back, why = statecodec.decode(statecodec.encode(spec, fresh, ["a", "b"]), spec, targets=["a", "b"],
+    policy = web()
+    fresh = initial_state(params_of(policy), np.array([4.0, 5.0]), T0)
+    back, why = statecodec.decode(statecodec.encode(policy, fresh, ["a", "b"]), policy, targets=["a", "b"],
                                   current=np.array([9.0, 9.0]), now=T0 + 999)
     assert why == ""
     assert_same_state(back, fresh)  # `current` and `now` only matter for targets the blob lacks
 
-    none = initial_state(spec, np.array([]), T0)
-    back, why = statecodec.decode(statecodec.encode(spec, none, []), spec, targets=[], current=np.array([]),
+    none = initial_state(params_of(policy), np.array([]), T0)
+    back, why = statecodec.decode(statecodec.encode(policy, none, []), policy, targets=[], current=np.array([]),
                                   now=T0)
     assert why == "" and back.blind.shape == (0,)
 
 
 def test_nothing_saved_yet_is_a_fresh_start_not_a_problem():
-    spec = Spec.of(web())
-    state, why = statecodec.decode(None, spec, targets=["a"], current=np.array([4.0]), now=T0)
+    policy = web()
+    state, why = statecodec.decode(None, policy, targets=["a"], current=np.array([4.0]), now=T0)
     assert why == ""
-    assert_same_state(state, initial_state(spec, np.array([4.0]), T0))
+    assert_same_state(state, initial_state(params_of(policy), np.array([4.0]), T0))
 
 
 def test_a_state_of_1000_targets_stays_well_under_one_dynamodb_item():
-    spec, state, current, now = ticked(web, n=1000, ticks=12)
+    policy, state, current, now = ticked(web, n=1000, ticks=12)
     names = [f"service-{i}" for i in range(1000)]
-    blob = statecodec.encode(spec, state, names)
+    blob = statecodec.encode(policy, state, names)
     assert len(blob) < 350_000
-    back, why = statecodec.decode(blob, spec, targets=names, current=current, now=now)
+    back, why = statecodec.decode(blob, policy, targets=names, current=current, now=now)
     assert why == ""
     assert_same_state(back, state)
 
@@ -158,27 +171,24 @@ def test_a_state_of_1000_targets_stays_well_under_one_dynamodb_item():
 @pytest.mark.parametrize("policy_fn", POLICIES, ids=POLICY_IDS)
 @pytest.mark.parametrize("reuse", [False, True], ids=["copied", "in-place"])
 def test_decisions_after_save_and_load_are_the_decisions_without_it(policy_fn, reuse):
-    spec = Spec.of(policy_fn())
+    policy = policy_fn()
     rng = np.random.default_rng(11)
-    n, interval = 4, spec.policy.interval
+    n, interval = 4, policy.interval
     targets = ["a", "b", "c", "d"]
     times = [T0 + interval * (k + 1) for k in range(40)]
-    observations = [observe(spec, rng, n) for _ in times]
+    observations = [observe(policy, rng, n) for _ in times]
     current = np.array([3.0, 6.0, 1.0, 14.0])
 
     # Ticks 1-12 once; then one controller keeps its state in memory and another saves and loads it.
-    before, state, current = run(spec, initial_state(spec, current, T0), current, observations[:12], times[:12])
-    blob = statecodec.encode(spec, state, targets)
-    loaded, why = statecodec.decode(blob, spec, targets=targets, current=current, now=times[12])
+    start = initial_state(params_of(policy), current, T0)
+    before, state, current = run(policy, start, current, observations[:12], times[:12])
+    blob = statecodec.encode(policy, state, targets)
+    loaded, why = statecodec.decode(blob, policy, targets=targets, current=current, now=times[12])
     assert why == ""
 
-    kept, _, _ = run(spec, state, current, observations[12:], times[12:])
-    resumed = []
-    s, c = loaded, current
-    for obs, now in zip(observations[12:], times[12:], strict=True):
-        d = decide(spec, s, obs, current=c, now=now, reuse_state=reuse)  # decoded arrays are writable
-        resumed.append(d)
-        s, c = d.state, d.desired.astype(float)
+    kept, _, _ = run(policy, state, current, observations[12:], times[12:])
+    # decoded arrays are writable: a decision may reuse them
+    resumed, _, _ = run(policy, loaded, current, observations[12:], times[12:], reuse=reuse)
 
     for k, (a, b) in enumerate(zip(kept, resumed, strict=True)):
         assert_same_decision(a, b, where=f"tick {k + 13}")
@@ -190,52 +200,43 @@ def test_decisions_after_save_and_load_are_the_decisions_without_it(policy_fn, r
 
 
 def test_reordered_and_dropped_targets_keep_their_own_columns():
-    spec, state, current, now = ticked(mixed, n=3)
-    blob = statecodec.encode(spec, state, ["a", "b", "c"])
+    policy, state, current, now = ticked(mixed, n=3)
+    blob = statecodec.encode(policy, state, ["a", "b", "c"])
 
-    back, why = statecodec.decode(blob, spec, targets=["c", "a"], current=np.array([0.0, 0.0]), now=now)
+    back, why = statecodec.decode(blob, policy, targets=["c", "a"], current=np.array([0.0, 0.0]), now=now)
 
     assert why == ""
-    assert_same_state(back, dataclasses.replace(
-        state,
-        smooth=tuple(dataclasses.replace(s, ring=s.ring[:, [2, 0]], sums=None if s.sums is None else s.sums[:, [2, 0]])
-                     for s in state.smooth),
-        panic_smooth=tuple(dataclasses.replace(s, ring=s.ring[:, [2, 0]]) for s in state.panic_smooth),
-        recs=state.recs.take(np.array([2, 0])),
-        up_events=state.up_events.take(np.array([2, 0])),
-        down_events=state.down_events.take(np.array([2, 0])),
-        last_up=state.last_up[[2, 0]], last_change=state.last_change[[2, 0]],
-        panic_until=state.panic_until[[2, 0]], blind=state.blind[[2, 0]],
-    ))
+    assert_same_state(back, take(state, [2, 0]))
 
 
 def test_a_new_target_among_stored_ones_decides_as_if_it_had_started_fresh():
     """web: down stabilization 2m. After a restart that also adds target x (8 replicas, idle), x holds 8
     for two minutes exactly as a fresh controller would, while a and c carry on as if never stopped."""
-    spec = Spec.of(web())
+    policy = web()
+    params = params_of(policy)
     rng = np.random.default_rng(5)
-    interval = spec.policy.interval
+    interval = policy.interval
     current = np.array([4.0, 6.0, 5.0])
     times = [T0 + interval * (k + 1) for k in range(36)]
-    observations = [observe(spec, rng, 3) for _ in times]
+    observations = [observe(policy, rng, 3) for _ in times]
 
     # t+15s..t+3m30s: a, b, c tick (14 ticks: the 10-slot rings have wrapped); the controller restarts
     # and comes back at the next tick, t+3m45s. The slot pushed for x evicts the oldest, from t+1m15s
     # (2m30s before the restart; the longest look-back is 2m).
-    _, state, current = run(spec, initial_state(spec, current, T0), current, observations[:14], times[:14])
+    _, state, current = run(policy, initial_state(params, current, T0), current, observations[:14], times[:14])
     restart = times[14]
-    blob = statecodec.encode(spec, state, ["a", "b", "c"])
-    mixed_state, why = statecodec.decode(blob, spec, targets=["c", "x", "a"],
+    blob = statecodec.encode(policy, state, ["a", "b", "c"])
+    mixed_state, why = statecodec.decode(blob, policy, targets=["c", "x", "a"],
                                          current=np.array([current[2], 8.0, current[0]]), now=restart)
     assert why == ""
 
     idle = np.array([[20.0], [0.1], [0.001]])  # x: 20 % CPU, 100 ms, 0.1 % errors -> wants ceil(8*20/70)=3
-    kept, _, _ = run(spec, state, current, observations[14:], times[14:])
-    fresh, _, _ = run(spec, initial_state(spec, np.array([8.0]), restart), np.array([8.0]),
+    kept, _, _ = run(policy, state, current, observations[14:], times[14:])
+    fresh, _, _ = run(policy, initial_state(params, np.array([8.0]), restart), np.array([8.0]),
                       [idle] * 22, times[14:])
-    together, _, _ = run(spec, mixed_state, np.array([current[2], 8.0, current[0]]),
+    together, _, _ = run(policy, mixed_state, np.array([current[2], 8.0, current[0]]),
                          [np.hstack([o[:, [2]], idle, o[:, [0]]]) for o in observations[14:]], times[14:])
-    assert state.recs.t[state.recs.head] == T0 + 5 * interval  # the slot the push for x replaces
+    assert state.recs_t[state.hist_heads[RECS]] == T0 + 5 * interval  # the slot the push for x replaces
 
     for k in range(22):
         assert_same_decision(together[k], kept[k], [0, 2], [2, 0], where=f"c, a at tick {k}")
@@ -247,50 +248,51 @@ def test_a_new_target_among_stored_ones_decides_as_if_it_had_started_fresh():
 
 
 def test_a_new_target_goes_into_a_slot_stamped_now_instead_of_pushing_another():
-    spec, state, current, now = ticked(web, n=2)
-    last_tick = now - spec.policy.interval  # the newest stored slot is stamped with it
-    blob = statecodec.encode(spec, state, ["a", "b"])
+    policy, state, current, now = ticked(web, n=2)
+    last_tick = now - policy.interval  # the newest stored slot is stamped with it
+    slots, head = params_of(policy).history_slots, state.hist_heads[RECS]
+    blob = statecodec.encode(policy, state, ["a", "b"])
 
-    same_time, _ = statecodec.decode(blob, spec, targets=["a", "b", "x"], current=np.array([1.0, 1.0, 7.0]),
+    same_time, _ = statecodec.decode(blob, policy, targets=["a", "b", "x"], current=np.array([1.0, 1.0, 7.0]),
                                      now=last_tick)
-    later, _ = statecodec.decode(blob, spec, targets=["a", "b", "x"], current=np.array([1.0, 1.0, 7.0]),
+    later, _ = statecodec.decode(blob, policy, targets=["a", "b", "x"], current=np.array([1.0, 1.0, 7.0]),
                                  now=now)
 
-    newest = (state.recs.head - 1) % spec.slots
-    assert arrays_equal(same_time.recs.t, state.recs.t) and same_time.recs.head == state.recs.head
-    assert same_time.recs.v[newest, 2] == 7.0
-    assert np.isnan(np.delete(same_time.recs.v[:, 2], newest)).all()
+    newest = (head - 1) % slots
+    assert arrays_equal(same_time.recs_t, state.recs_t) and same_time.hist_heads[RECS] == head
+    assert same_time.recs_v[newest, 2] == 7.0
+    assert np.isnan(np.delete(same_time.recs_v[:, 2], newest)).all()
     # A later time: one slot pushed at `now`, empty for the stored targets, 7 for x; nothing else moves.
-    assert later.recs.head == (state.recs.head + 1) % spec.slots
-    assert later.recs.t[state.recs.head] == now
-    assert np.isnan(later.recs.v[state.recs.head, :2]).all() and later.recs.v[state.recs.head, 2] == 7.0
-    assert arrays_equal(later.up_events.t, state.up_events.t)
-    for s in later.smooth:
-        assert s.clean == 0 and np.isnan(s.ring[:, 2]).all()  # x's empty window: not "all finite"
+    assert later.hist_heads[RECS] == (head + 1) % slots
+    assert later.recs_t[head] == now
+    assert np.isnan(later.recs_v[head, :2]).all() and later.recs_v[head, 2] == 7.0
+    assert arrays_equal(later.ev_t, state.ev_t) and arrays_equal(later.hist_heads[1:], state.hist_heads[1:])
+    assert np.isnan(later.rings[:, 2]).all() and np.isnan(later.panic_rings[:, 2]).all()  # x's empty windows
 
 
 def test_only_new_targets_is_exactly_a_fresh_start():
-    spec, state, current, now = ticked(mixed, n=2)
-    blob = statecodec.encode(spec, state, ["a", "b"])
-    back, why = statecodec.decode(blob, spec, targets=["y", "z"], current=np.array([3.0, 4.0]), now=now)
+    policy, state, current, now = ticked(mixed, n=2)
+    blob = statecodec.encode(policy, state, ["a", "b"])
+    back, why = statecodec.decode(blob, policy, targets=["y", "z"], current=np.array([3.0, 4.0]), now=now)
     assert why == ""
-    assert_same_state(back, initial_state(spec, np.array([3.0, 4.0]), now))
+    assert_same_state(back, initial_state(params_of(policy), np.array([3.0, 4.0]), now))
 
 
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda spec, st: statecodec.encode(spec, st, ["a", "a"]), "unique"),
-        (lambda spec, st: statecodec.encode(spec, st, ["a"]), "2 target names|1 target names"),
-        (lambda spec, st: statecodec.decode(b"", spec, targets=["a", "a"], current=np.ones(2), now=T0), "unique"),
-        (lambda spec, st: statecodec.decode(b"", spec, targets=["a"], current=np.ones(2), now=T0), "shape"),
+        (lambda policy, st: statecodec.encode(policy, st, ["a", "a"]), "unique"),
+        (lambda policy, st: statecodec.encode(policy, st, ["a"]), "2 target names|1 target names"),
+        (lambda policy, st: statecodec.decode(b"", policy, targets=["a", "a"], current=np.ones(2), now=T0),
+         "unique"),
+        (lambda policy, st: statecodec.decode(b"", policy, targets=["a"], current=np.ones(2), now=T0), "shape"),
     ],
     ids=["encode-duplicate-names", "encode-name-count", "decode-duplicate-names", "decode-current-shape"],
 )
 def test_caller_mistakes_raise(call, message):
-    spec = Spec.of(web())
+    policy = web()
     with pytest.raises(ValueError, match=message):
-        call(spec, initial_state(spec, np.ones(2), T0))
+        call(policy, initial_state(params_of(policy), np.ones(2), T0))
 
 
 # -- unusable blobs --------------------------------------------------------------------------------------
@@ -317,12 +319,11 @@ def flip(blob: bytes, at: int) -> bytes:
     return bytes(b)
 
 
-def other_spec_blob(blob, spec, state):
+def other_policy_blob(blob, policy, state):
     """Saved by a policy whose CPU window is longer: 3 slots of max instead of 2."""
-    policy = web()
     m = policy.metrics[0].model_copy(update={"window": policy.metrics[0].window.model_copy(update={"length": 45})})
-    other = Spec.of(policy.model_copy(update={"metrics": [m, *policy.metrics[1:]]}))
-    return statecodec.encode(other, initial_state(other, np.ones(2), T0), ["a", "b"])
+    other = policy.model_copy(update={"metrics": [m, *policy.metrics[1:]]})
+    return statecodec.encode(other, initial_state(params_of(other), np.ones(2), T0), ["a", "b"])
 
 
 def _set(d, key, value):
@@ -336,7 +337,7 @@ UNUSABLE = [
     ("byte-flipped-in-data", lambda b, s, st: flip(b, len(b) // 3), "unreadable"),
     ("other-format", lambda b, s, st: rewrite(b, header=lambda h: _set(h, "format", 2)), "format 2"),
     ("no-format", lambda b, s, st: rewrite(b, header=lambda h: h.pop("format")), "format None"),
-    ("other-fingerprint", other_spec_blob, "another policy shape"),
+    ("other-fingerprint", other_policy_blob, "another policy shape"),
     ("pickled-object-array", lambda b, s, st: rewrite(
         b, arrays=lambda a: _set(a, "blind", np.array([{"x": 1}, {"y": 2}], dtype=object))), "unreadable"),
     ("missing-array", lambda b, s, st: rewrite(b, arrays=lambda a: a.pop("recs_v")), "missing \\['recs_v'\\]"),
@@ -355,33 +356,33 @@ UNUSABLE = [
     ("event-times-out-of-step", lambda b, s, st: rewrite(b, arrays=lambda a: _set(a, "down_t", a["down_t"] - 1)),
      "out of step"),
     ("event-heads-out-of-step", lambda b, s, st: rewrite(
-        b, header=lambda h: h["heads"].update(down=(h["heads"]["down"] + 1) % len(st.down_events.t))),
+        b, header=lambda h: h["heads"].update(down=(h["heads"]["down"] + 1) % len(st.ev_t))),
      "out of step"),
 ]
 
 
 @pytest.mark.parametrize(("make", "reason"), [u[1:] for u in UNUSABLE], ids=[u[0] for u in UNUSABLE])
 def test_an_unusable_blob_gives_a_fresh_state_and_says_why(make, reason):
-    spec, state, current, now = ticked(web, n=2)
-    blob = make(statecodec.encode(spec, state, ["a", "b"]), spec, state)
+    policy, state, current, now = ticked(web, n=2)
+    blob = make(statecodec.encode(policy, state, ["a", "b"]), policy, state)
 
-    back, why = statecodec.decode(blob, spec, targets=["a", "b"], current=np.array([5.0, 6.0]), now=now)
+    back, why = statecodec.decode(blob, policy, targets=["a", "b"], current=np.array([5.0, 6.0]), now=now)
 
     assert why.startswith("saved state not used: ")
     assert re.search(reason, why), why
-    assert_same_state(back, initial_state(spec, np.array([5.0, 6.0]), now))
+    assert_same_state(back, initial_state(params_of(policy), np.array([5.0, 6.0]), now))
 
 
 def test_no_single_flipped_byte_is_ever_read_as_a_different_state():
     """Every 7th byte of a blob flipped in turn (all of them: 25 s; this sample: 3 s): each result is the
     saved state (a byte the zip format does not check, such as a file time) or a fresh start with a reason,
     never a quietly different state."""
-    spec, state, current, now = ticked(mixed, n=2, ticks=4)
-    blob = statecodec.encode(spec, state, ["a", "b"])
-    fresh = initial_state(spec, current, now)
+    policy, state, current, now = ticked(mixed, n=2, ticks=4)
+    blob = statecodec.encode(policy, state, ["a", "b"])
+    fresh = initial_state(params_of(policy), current, now)
     outcomes = {"same": 0, "fresh": 0}
     for at in range(0, len(blob), 7):
-        back, why = statecodec.decode(flip(blob, at), spec, targets=["a", "b"], current=current, now=now)
+        back, why = statecodec.decode(flip(blob, at), policy, targets=["a", "b"], current=current, now=now)
         assert_same_state(back, fresh if why else state)
         outcomes["fresh" if why else "same"] += 1
     assert outcomes["fresh"] > len(blob) // 14
@@ -426,6 +427,7 @@ def _behavior(policy: Policy, direction: str, **update) -> Policy:
 )
 def test_fingerprint_changes_exactly_when_the_state_layout_does(change, same):
     base = web()
-    a, b = statecodec.fingerprint(Spec.of(base)), statecodec.fingerprint(Spec.of(change(base)))
+    a = statecodec.fingerprint(base, params_of(base))
+    b = statecodec.fingerprint(change(base), params_of(change(base)))
     assert (a == b) is same
     assert len(a) == 16

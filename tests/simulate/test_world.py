@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scaler.policy.model import load_policy
+from scaler.policy.load import load_policy
 from scaler.simulate.baseline import hpa_baseline
 from scaler.simulate.replay import Demand, run
 from scaler.simulate.world import World

@@ -1,9 +1,9 @@
-"""Where numba keeps the compiled decision path (scaler.decision.kernel.tick); settled before numba is imported.
+"""Where numba keeps the compiled decision path (scaler.decision.kernel); settled before numba is imported.
 
 numba checks a cached function only against its own source file's time stamp and size, not against the
-modules whose types and constants it compiled in (the Params and Model tuples read by position, the
-Reason bits). So the cache lives in a directory named after the content of all of them (`tag`): a change
-to any of these files starts a new, empty cache instead of running stale machine code.
+other files it calls into or the types and constants it compiles in (the Params, State, Outputs and
+Model tuples, the Reason bits). So the cache lives in a directory named after the content of all of them
+(`tag`): a change to any of these files starts a new, empty cache instead of running stale machine code.
 
 That directory goes under NUMBA_CACHE_DIR when it is set (the container image compiles into it at build
 time), else beside the package (__pycache__), else in the user's cache directory, else in a private
@@ -24,14 +24,28 @@ import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
 
-# The modules the compiled code depends on: its own, and those whose types and constants it compiles in.
-SOURCES = ("decision/kernel/tick.py", "decision/params.py", "simulate/world.py", "decision/reasons.py")
+# Where compiled code lives (every module in a folder counts, so a new one is covered at once), and the
+# modules whose types and constants it compiles in; paths inside the scaler package.
+COMPILED = ("decision/kernel", "simulate/closedloop.py")
+COMPILED_IN = ("decision/params.py", "decision/state.py", "decision/reasons.py", "simulate/world.py")
+
+
+def sources(package: Path) -> list[str]:
+    """Every module the compiled code depends on, as paths inside `package`, sorted."""
+    names = set(COMPILED_IN)
+    for place in COMPILED:
+        folder = package / place
+        if folder.is_dir():
+            names.update(f"{place}/{f.name}" for f in folder.glob("*.py") if f.name != "cache.py")
+        else:
+            names.add(place)
+    return sorted(names)
 
 
 def tag(package: Path) -> str:
-    """The cache directory's name: a digest of the SOURCES' content (a missing file counts as empty)."""
+    """The cache directory's name: a digest of the sources' content (a missing file counts as empty)."""
     digest = hashlib.sha256()
-    for name in SOURCES:
+    for name in sources(package):
         path = package / name
         digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
     return f"scaler-{digest.hexdigest()[:16]}"

@@ -1,4 +1,5 @@
-"""The Kubernetes HPA algorithm's own parts (proposals, prechecks, legacy path) and HPA manifest import."""
+"""Kubernetes autoscaling/v2 HorizontalPodAutoscaler manifests read as policies (algorithm: hpa), every problem
+named by its manifest field path."""
 
 from __future__ import annotations
 
@@ -7,110 +8,11 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-import numpy as np
 from pydantic import ValidationError
 
-from scaler.decision.history import History
-from scaler.decision.kernel import tick as kernel
-from scaler.decision.params import KINDS
 from scaler.errors import ConfigError, Problem
-from scaler.policy.model import MetricKind, Policy, Tolerance, default_scale_down, default_scale_up
+from scaler.policy.model import MetricKind, Policy, default_scale_down, default_scale_up
 from scaler.yamlio import problems_from
-
-LEGACY_WINDOW = kernel.LEGACY_WINDOW  # --horizontal-pod-autoscaler-downscale-stabilization default, seconds
-
-# Each function below is an entry point to one step of the compiled decision path (scaler.decision.kernel.tick), run on
-# its own: the tick runs the same pieces for every target, and the tests derived from HPA's pin them here.
-
-
-def _f(x: np.ndarray | float) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.float64)
-
-
-def _per_target(x, n: int) -> np.ndarray:
-    return np.ascontiguousarray(np.broadcast_to(_f(x), (n,)))
-
-
-def proposals(
-    values: np.ndarray,
-    targets: np.ndarray,
-    kinds: Sequence[MetricKind | str],
-    current: np.ndarray,
-    ready: np.ndarray,
-    tolerance: Tolerance,
-) -> np.ndarray:
-    """Replicas each metric asks for, shaped (metrics, targets); NaN where the value is missing.
-
-    utilization, latency, error_rate follow replica_calculator's ratio rule: ratio = value / target;
-    inside [1 - tolerance.down, 1 + tolerance.up] keep current, else ceil(ratio * ready). 30 % target,
-    50 % observed, 3 ready -> ceil(3 * 50/30) = 5. From zero replicas (HPAScaleToZero) latency and
-    error_rate act as Object/External Value metrics do: ceil(ratio).
-
-    utilization also follows GetResourceReplicas on a scale-up while some replicas are not ready: those
-    count as 0 % busy and the ratio is taken again over every replica. 60 % on 2 ready of 3, target 30 ->
-    60 * 2/3 = 40 % -> ceil(3 * 40/30) = 4. If the new ratio falls back inside the tolerance or below 1
-    (40 % on 1 ready of 3 -> 13 %), the count holds. With none ready there is no sample: NaN.
-
-    gauge follows an External (or Object) AverageValue metric: ratio = total / (target * current), every
-    replica counted as HPA counts status.replicas; inside the tolerance keep current, else
-    ceil(total / target): 8600 total at 2150 per replica -> 4.
-
-    `values` arrive already averaged over the ready replicas, so HPA's truncation of the utilization
-    percentage to a whole number (int(sum * 100 / requests)) does not happen here, and every replica is
-    taken to request the same amount.
-    """
-    values = np.atleast_2d(_f(values))
-    target = _f(targets).ravel()
-    m, n = values.shape
-    cur, rdy = _per_target(current, n), _per_target(ready, n)
-    out = np.empty((m, n))
-    best, flags = np.empty(n), np.zeros(n, dtype=np.int64)
-    for i, k in enumerate(kinds):
-        kernel.propose_row(True, KINDS[str(MetricKind(k))], float(target[i]), 0.0, 0.0,
-                           1.0 - tolerance.down, 1.0 + tolerance.up, np.ascontiguousarray(values[i]), cur, rdy,
-                           out[i], best, flags)
-    return out
-
-
-def precheck(
-    current: np.ndarray, min_replicas: np.ndarray | int, max_replicas: np.ndarray | int
-) -> tuple[np.ndarray, np.ndarray]:
-    """HPA's reconcile prechecks: (forced count or NaN where metrics decide, reason mask).
-
-    Current 0 with min > 0 means autoscaling is off: hold at 0 (DISABLED). Current 12 with max 10 goes
-    to 10, current 1 with min 2 goes to 2 (OUT_OF_RANGE), without reading any metric.
-    """
-    current = _f(current)
-    n = current.shape[0]
-    return kernel.precheck_all(current, _per_target(min_replicas, n), _per_target(max_replicas, n))
-
-
-def legacy_normalize(
-    proposal: np.ndarray,
-    current: np.ndarray,
-    recs: History,
-    now: float,
-    min_replicas: np.ndarray | int,
-    max_replicas: np.ndarray | int,
-    *,
-    window: float = LEGACY_WINDOW,
-) -> tuple[np.ndarray, np.ndarray]:
-    """HPA without `behavior` (normalizeDesiredReplicas): (value, reason mask).
-
-    Stabilize with the highest of the proposal and the recommendations of the last `window` seconds; here
-    a record exactly `window` old still counts (HPA drops only those *before* the cutoff). Then clamp to
-    [min, min(max, max(2 * current, 4))]: current 3 may reach 6, current 1 may reach 4. Reasons, in HPA's
-    order: SCALE_DOWN_STABILIZED if a recent recommendation raised it; TOO_FEW_REPLICAS below min; above
-    the ceiling SCALE_UP_LIMIT when the 2x/4 cap is the lower bound, else TOO_MANY_REPLICAS (a tie is
-    TOO_MANY).
-    """
-    proposal, current = _f(proposal), _f(current)
-    n = current.shape[0]
-    high = kernel.history_extreme(_f(recs.t), _f(recs.v), now - window, True, True, np.empty(n))
-    return kernel.legacy_all(proposal, current, high, _per_target(min_replicas, n), _per_target(max_replicas, n))
-
-
-# --- HorizontalPodAutoscaler manifest import --------------------------------------------------------
 
 _QUANTITY = re.compile(
     r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
