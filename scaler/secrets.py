@@ -2,8 +2,8 @@
 
 Every credential scaler uses (the Prometheus password or bearer token, the webhook token of `scaler
 serve`, a notification URL, a runbook's secret parameter) is read here, so each gets the same checks and
-the same messages: a missing variable, an unreadable, empty, oversized or non-UTF-8 file. A message
-names the variable or the file and what is wrong with it, never the value.
+the same messages: a variable not set or a file not readable; either one empty, oversized or not UTF-8.
+A message names the variable or the file and what is wrong with it, never the value.
 """
 
 from __future__ import annotations
@@ -29,14 +29,26 @@ def read(*, env: str | None = None, file: str | Path | None = None, base: Path |
     if (env is None) == (file is None):
         raise ValueError("give exactly one of env or file")
     if env is not None:
+        if not env:
+            raise SecretUnavailable("the environment variable's name is empty")
         environ = os.environ if environ is None else environ
         value = environ.get(env)
         if value is None:
             raise SecretUnavailable(f"environment variable {env} is not set")
         where = f"environment variable {env}"
-        if len(value.encode("utf-8", "surrogateescape")) > MAX_BYTES:
+        # os.environ keeps bytes that are not UTF-8 as lone surrogates, which would only fail later, when
+        # the value is sent; refuse them here, like such a file ("surrogatepass" encodes any str, and the
+        # strict decode then refuses every surrogate)
+        raw = value.encode("utf-8", "surrogatepass")
+        if len(raw) > MAX_BYTES:
             raise SecretUnavailable(f"{where} holds more than {MAX_BYTES} bytes")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SecretUnavailable(f"{where} is not UTF-8 text") from None
     else:
+        if not str(file):  # Path("") would be ".", the working directory
+            raise SecretUnavailable("the file name is empty")
         path = Path(file)
         if base is not None and not path.is_absolute():
             path = base / path

@@ -3,20 +3,28 @@ health rules. Loaded in two passes so every problem is reported at once, each na
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scaler import secrets
 from scaler import yamlio as cfgio
-from scaler.alerts.triggers import Rule, check_rules
+from scaler.alerts.rules import Rule, check_rules
 from scaler.aws import AwsSection
 from scaler.errors import ConfigError, Problem
 from scaler.live.health import HealthRule
-from scaler.policy.model import Policy, load_policy
+from scaler.policy.load import load_policy
+from scaler.policy.model import Policy
+from scaler.registry import by_kind
 from scaler.retry import RetryPolicy
+from scaler.sources.base import SourceConfig
+from scaler.sources.registry import SOURCES
+from scaler.store.base import LeaseConfig, StoreConfig
+from scaler.store.registry import LEASES, STORES
+from scaler.targets.base import TargetConfig
+from scaler.targets.registry import KINDS
 from scaler.units import PositiveSeconds, split_listen
 
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
@@ -126,7 +134,7 @@ class RunConfig(_Strict):
 @dataclass(frozen=True)
 class TargetSpec:
     label: str  # the value of the policy's target_label
-    config: Any  # the kind's own config model (scaler.targets.registry)
+    config: TargetConfig  # the kind's own config model; config.build(ctx) makes the target
 
 
 @dataclass(frozen=True)
@@ -143,34 +151,15 @@ class Loaded:
 
     source: Path
     config: RunConfig
-    prometheus: Any
-    state: Any
-    lease: Any
+    prometheus: SourceConfig
+    state: StoreConfig
+    lease: LeaseConfig
     policies: tuple[PolicySpec, ...]
     channels: tuple[tuple[NotifySection, str], ...]  # (section, url); the URL is a secret
 
     @property
     def base(self) -> Path:
         return self.source.parent
-
-
-def _sub(model: type[BaseModel], data: Any, where: str, problems: list[Problem]) -> Any:
-    """Validate one pluggable section against its kind's model, adding its problems under `where`."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        for p in cfgio.problems_from(e):
-            problems.append(Problem(f"{where}.{p.where}" if p.where else where, p.what))
-        return None
-
-
-def _kind(models: dict[str, type[BaseModel]], data: dict[str, Any], where: str, problems: list[Problem]) -> Any:
-    """A section whose `kind` picks its model (state, lease, a target)."""
-    kind = data.get("kind")
-    if kind not in models:
-        problems.append(Problem(f"{where}.kind", f"expected one of {', '.join(sorted(models))}, got {kind!r}"))
-        return None
-    return _sub(models[kind], data, where, problems)
 
 
 def _at(base: Path, p: Path) -> Path:
@@ -183,10 +172,6 @@ def load_run_config(path: str | Path) -> Loaded:
     The pluggable sections (prometheus, state, lease, each target) and the policy files are checked even
     when the top level has problems, so a first run shows everything that needs fixing.
     """
-    from scaler.sources.registry import SOURCES
-    from scaler.store.registry import LEASES, STORES
-    from scaler.targets.registry import KINDS
-
     source = Path(path)
     raw = cfgio.read_yaml(source)
     if not isinstance(raw, dict):
@@ -203,18 +188,22 @@ def load_run_config(path: str | Path) -> Loaded:
         value = raw.get(name, RunConfig.model_fields[name].default)
         return value if isinstance(value, dict) else None  # otherwise the first pass said why
 
-    prom = _sub(SOURCES["prometheus"].config, section("prometheus"), "prometheus", problems) \
-        if section("prometheus") is not None else None
-    state = _kind(STORES, _paths(section("state"), base), "state", problems) if section("state") else None
-    lease = _kind(LEASES, section("lease"), "lease", problems) if section("lease") else None
+    prom = state = lease = None
+    if (found := section("prometheus")) is not None:
+        # the section names no kind: Prometheus is the one source so far, and the default
+        prom = by_kind(SOURCES, found, where="prometheus", problems=problems, default="prometheus")
+    if (found := section("state")) is not None:
+        state = by_kind(STORES, _paths(found, base), where="state", problems=problems)
+    if (found := section("lease")) is not None:
+        lease = by_kind(LEASES, found, where="lease", problems=problems)
     entries = raw.get("policies") if isinstance(raw.get("policies"), list) else []
-    policies = _policies(entries, base, {name: kind.config for name, kind in KINDS.items()}, problems)
+    policies = _policies(entries, base, problems)
 
     channels: tuple[tuple[NotifySection, str], ...] = ()
     if cfg is not None:
         _check_rules(cfg, policies, problems)
         channels = _channels(cfg, base, problems)
-    if problems or cfg is None:
+    if problems or cfg is None or prom is None or state is None or lease is None:
         raise ConfigError(source, problems)
     resolved = cfg.model_copy(update={
         "audit": _at(base, cfg.audit) if cfg.audit else None,
@@ -223,8 +212,7 @@ def load_run_config(path: str | Path) -> Loaded:
     return Loaded(source, resolved, prom, state, lease, tuple(policies), channels)
 
 
-def _policies(entries: list[Any], base: Path, target_models: dict[str, type[BaseModel]],
-              problems: list[Problem]) -> list[PolicySpec]:
+def _policies(entries: list[Any], base: Path, problems: list[Problem]) -> list[PolicySpec]:
     """Load each entry's policy file and type its targets (entries the first pass rejected are skipped)."""
     policies: list[PolicySpec] = []
     names: dict[str, int] = {}
@@ -258,7 +246,7 @@ def _policies(entries: list[Any], base: Path, target_models: dict[str, type[Base
             if label in seen:
                 problems.append(Problem(f"{tw}.label", f"{label!r} is listed twice"))
             seen.add(label)
-            typed = _kind(target_models, {k: v for k, v in target.items() if k != "label"}, tw, problems)
+            typed = by_kind(KINDS, {k: v for k, v in target.items() if k != "label"}, where=tw, problems=problems)
             if typed is not None:
                 targets.append(TargetSpec(label, typed))
         policies.append(PolicySpec(policy, file, str(entry.get("target_label")), tuple(targets)))
@@ -303,18 +291,12 @@ def _channels(cfg: RunConfig, base: Path, problems: list[Problem]) -> tuple[tupl
     out = []
     for i, ch in enumerate(cfg.notify):
         where = f"notify[{i}]"
-        if ch.url_env is not None:
-            url = os.environ.get(ch.url_env)
-            if not url:
-                problems.append(Problem(f"{where}.url_env", f"environment variable {ch.url_env} is not set"))
-                continue
-        else:
-            file = _at(base, ch.url_file)
-            try:
-                url = file.read_text(encoding="utf-8").strip()
-            except OSError as e:
-                problems.append(Problem(f"{where}.url_file", f"cannot read {file}: {e.strerror or e}"))
-                continue
+        field = "url_env" if ch.url_env is not None else "url_file"
+        try:
+            url = secrets.read(env=ch.url_env, file=ch.url_file, base=base)
+        except secrets.SecretUnavailable as e:
+            problems.append(Problem(f"{where}.{field}", str(e)))
+            continue
         if not url.startswith(("https://", "http://")):
             # Never echo the value: it is a credential.
             problems.append(Problem(where, "the webhook URL must start with https:// or http://"))

@@ -9,13 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scaler.errors import ConfigError, Problem
 from scaler.runbook.checks import check
+from scaler.secrets import is_reference
 from scaler.units import PositiveSeconds, Seconds
 from scaler.yamlio import read_yaml, validate
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
 RunbookName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=128)]
 OnFailure = Literal["abort", "continue", "rollback"]
-REFERENCE_PREFIXES = ("env:", "file:")
 
 
 class Strict(BaseModel):
@@ -57,7 +57,7 @@ class Param(Strict):
             raise ValueError("secret parameters must be of type string")
         if self.required and self.default is not None:
             raise ValueError("a required parameter cannot have a default")
-        if self.secret and self.default is not None and not str(self.default).startswith(REFERENCE_PREFIXES):
+        if self.secret and self.default is not None and not is_reference(self.default):
             # The file would then hold the secret itself; point at where it lives instead.
             raise ValueError("a secret default must be a reference: 'env:VARIABLE' or 'file:/path'")
         return self

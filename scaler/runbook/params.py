@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from scaler import secrets
 from scaler.errors import Problem
 from scaler.runbook.errors import ParamError
-from scaler.runbook.model import REFERENCE_PREFIXES, Param, Runbook
+from scaler.runbook.model import Param, Runbook
 from scaler.runbook.redact import MASK
+from scaler.secrets import is_reference
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -60,22 +60,13 @@ def convert(spec: Param, value: Any) -> Any:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def is_reference(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(REFERENCE_PREFIXES)
-
-
 def dereference(name: str, value: str) -> str:
-    """'env:SLACK_URL' -> the variable's value; 'file:/run/secrets/x' -> the file's text (stripped)."""
-    if value.startswith("env:"):
-        var = value[4:]
-        if var not in os.environ:
-            raise ParamError(f"parameter {name}", f"environment variable {var} is not set")
-        return os.environ[var]
-    path = Path(value[5:])
+    """What secret parameter `name`'s reference points at ('env:SLACK_URL', 'file:/run/secrets/x'), read
+    by scaler.secrets; ParamError naming the parameter and where it looked, never the value."""
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise ParamError(f"parameter {name}", f"cannot read {path}: {e.strerror}") from None
+        return secrets.dereference(value)
+    except secrets.SecretUnavailable as e:
+        raise ParamError(f"parameter {name}", str(e)) from None
 
 
 def typed(runbook: Runbook, given: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
+
+from scaler.registry import ProviderConfig
 
 
 class MetricSource(Protocol):
@@ -19,3 +23,18 @@ class MetricSource(Protocol):
         sample is older than the source's staleness limit are left out: the caller reads a missing key as
         no data for that target.
         """
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What builders need besides their own config section."""
+
+    base_dir: Path | None = None  # relative secret and CA files resolve against it: the config file's directory
+
+
+class SourceConfig(ProviderConfig):
+    """Base of every metric source's config section; see scaler.registry for the shape."""
+
+    def build(self, ctx: SourceContext) -> MetricSource:
+        """The source, with any secrets the config points at read now; ConfigError if one cannot be."""
+        return super().build(ctx)

@@ -7,7 +7,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
@@ -17,7 +17,9 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from scaler import secrets
 from scaler.errors import ConfigError, PermanentError, Problem, TransientError
+from scaler.sources.base import SourceConfig, SourceContext
 from scaler.units import PositiveSeconds
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,12 @@ class BasicAuth(_Strict):
         return self
 
 
-class PrometheusConfig(_Strict):
+class PrometheusConfig(SourceConfig):
     """Where Prometheus (or a Prometheus-compatible API: Mimir, Cortex, Thanos) answers and how to reach it."""
 
+    kind: Literal["prometheus"] = Field(
+        "prometheus", description="The Prometheus HTTP API (the default: the section may leave it out)"
+    )
     url: str = Field(
         description="Base URL of the HTTP API, without /api/v1, e.g. http://prometheus:9090 or "
         "https://mimir.example/prometheus"
@@ -125,6 +130,9 @@ class PrometheusConfig(_Strict):
         if not self.url.startswith("https://") and (self.ca_file is not None or self.insecure_skip_verify):
             raise ValueError("ca_file and insecure_skip_verify only apply to an https:// URL")
         return self
+
+    def build(self, ctx: SourceContext) -> PrometheusSource:
+        return PrometheusSource(self, base_dir=ctx.base_dir)
 
 
 class PrometheusSource:
@@ -339,25 +347,13 @@ def _credentials(config: PrometheusConfig, base_dir: Path | None) -> tuple[AuthB
         return path if path.is_absolute() or base_dir is None else base_dir / path
 
     def secret(field: str, env: str | None, file: Path | None) -> str | None:
-        if env is not None:
-            value = os.environ.get(env)
-            if value is None:
-                problems.append(Problem(f"{SECTION}.{field}", f"environment variable {env} is not set"))
-                return None
-        elif file is not None:
-            try:
-                value = at(file).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-                problems.append(Problem(f"{SECTION}.{field}", f"cannot read {at(file)}: {why}"))
-                return None
-        else:
+        if env is None and file is None:
             return None
-        value = value.strip()
-        if not value:
-            problems.append(Problem(f"{SECTION}.{field}", "is empty"))
+        try:
+            return secrets.read(env=env, file=file, base=base_dir)
+        except secrets.SecretUnavailable as e:
+            problems.append(Problem(f"{SECTION}.{field}", str(e)))
             return None
-        return value
 
     token = secret(
         "bearer_token_env" if config.bearer_token_env else "bearer_token_file",

@@ -15,13 +15,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field
 
 from scaler.aws import AwsClients, classify, error_code
 from scaler.clock import Clock, SystemClock
 from scaler.errors import PermanentError, TransientError
+from scaler.store.base import StoreConfig, StoreContext
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,17 @@ def _call(db: Any, operation: str, **args: Any) -> dict[str, Any]:
         return getattr(db, operation)(**args)
     except (ClientError, BotoCoreError) as e:
         raise classify(e, provider="dynamodb") from e
+
+
+class DynamoStoreConfig(StoreConfig):
+    """State in a DynamoDB table that several controllers share."""
+
+    kind: Literal["dynamodb"] = Field("dynamodb", description="State in a DynamoDB table (shared by controllers)")
+    table: str = Field(min_length=3, max_length=255, description="DynamoDB table, partition key `key` (S)")
+    region: str | None = Field(None, description="AWS region of the table (default: the controller's region)")
+
+    def build(self, ctx: StoreContext) -> DynamoStore:
+        return DynamoStore(self.table, clients=ctx.aws, region=self.region, clock=ctx.clock)
 
 
 class DynamoStore:

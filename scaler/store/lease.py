@@ -16,14 +16,55 @@ the old leader already silent when it takes over.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field, model_validator
 
 from scaler.aws import AwsClients, classify, error_code
 from scaler.errors import TransientError
+from scaler.store.base import LeaseConfig, StoreContext
+from scaler.units import PositiveSeconds, Seconds
 
 log = logging.getLogger(__name__)
+
+
+class SoloLeaseConfig(LeaseConfig):
+    """No election: this controller always leads."""
+
+    kind: Literal["solo"] = Field("solo", description="One controller, always the leader")
+
+    def build(self, ctx: StoreContext) -> SoloLease:
+        return SoloLease(ctx.holder)
+
+
+class DynamoLeaseConfig(LeaseConfig):
+    """Leader election through a conditional update of one DynamoDB item."""
+
+    kind: Literal["dynamodb"] = Field("dynamodb", description="Leader election through a DynamoDB lease item")
+    table: str = Field(min_length=3, max_length=255, description="DynamoDB table, partition key `lease_id` (S)")
+    name: str = Field("scaler", min_length=1, description="Lease id: controllers sharing a name elect one leader")
+    ttl: PositiveSeconds = Field(
+        15.0,
+        description="Seconds one acquire holds the lease; a crashed leader is replaced after at most this. "
+        "The loop renews every (ttl - margin) / 2 seconds or more often",
+    )
+    margin: Seconds | None = Field(
+        None,
+        description="Seconds before the TTL ends that the leader stops writing, to absorb clock skew between "
+        "controllers (default ttl / 5: 3 s of 15 s)",
+    )
+    region: str | None = Field(None, description="AWS region of the table (default: the controller's region)")
+
+    @model_validator(mode="after")
+    def _check(self) -> DynamoLeaseConfig:
+        if self.margin is not None and self.margin >= self.ttl:
+            raise ValueError(f"margin ({self.margin:g} s) must be below ttl ({self.ttl:g} s)")
+        return self
+
+    def build(self, ctx: StoreContext) -> DynamoLease:
+        return DynamoLease(self.table, self.name, holder=ctx.holder, ttl=self.ttl, clients=ctx.aws,
+                           region=self.region, margin=self.margin)
 
 
 class SoloLease:

@@ -6,9 +6,13 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from scaler.clock import Clock, SystemClock
 from scaler.errors import PermanentError, ProviderError, TransientError
+from scaler.store.base import StoreConfig, StoreContext
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -31,6 +35,16 @@ def _error(e: sqlite3.Error | OSError, path: Path, action: str) -> ProviderError
     if code is not None and code & 0xFF in _BUSY:  # the low byte is the primary code (extended codes add bits)
         return TransientError(text, provider="sqlite", code=name)
     return PermanentError(text, provider="sqlite", code=name)
+
+
+class SqliteStoreConfig(StoreConfig):
+    """State in one SQLite file: for a single controller."""
+
+    kind: Literal["sqlite"] = Field("sqlite", description="State in one SQLite file (a single controller)")
+    path: Path = Field(description="SQLite file for the state (created with its directories if missing)")
+
+    def build(self, ctx: StoreContext) -> SqliteStore:
+        return SqliteStore(self.path, clock=ctx.clock)
 
 
 class SqliteStore:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field
 
 from scaler.aws import classify
 from scaler.errors import PermanentError
-from scaler.targets.base import Replicas, TargetContext
-
-if TYPE_CHECKING:
-    from scaler.targets.registry import AsgConfig
+from scaler.targets.base import KIND, REGION, Replicas, TargetConfig, TargetContext
 
 PROVIDER = "autoscaling"
+
+
+class AsgConfig(TargetConfig):
+    """An EC2 Auto Scaling group."""
+
+    kind: Literal["aws-asg"] = Field("aws-asg", description=KIND)
+    name: str = Field(min_length=1, description="EC2 Auto Scaling group name")
+    region: str | None = Field(None, min_length=1, description=REGION)
+
+    def build(self, ctx: TargetContext) -> AsgTarget:
+        region = self.region or ctx.aws.settings.region
+        return AsgTarget(ctx.aws.client("autoscaling", region), name=self.name, region=region)
 
 
 class AsgTarget:
@@ -71,8 +81,3 @@ class AsgTarget:
             # AWS answers an unknown name with an empty list, not an error code.
             raise PermanentError(f"{self.id}: no such auto scaling group", provider=PROVIDER, code="NotFound")
         return groups[0]
-
-
-def build(config: AsgConfig, ctx: TargetContext) -> AsgTarget:
-    region = config.region or ctx.aws.settings.region
-    return AsgTarget(ctx.aws.client("autoscaling", region), name=config.name, region=region)

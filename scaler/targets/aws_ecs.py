@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field
 
 from scaler.aws import classify
 from scaler.errors import PermanentError
-from scaler.targets.base import Replicas, TargetContext
-
-if TYPE_CHECKING:
-    from scaler.targets.registry import EcsConfig
+from scaler.targets.base import KIND, REGION, Replicas, TargetConfig, TargetContext
 
 PROVIDER = "ecs"
+
+
+class EcsConfig(TargetConfig):
+    """An ECS service."""
+
+    kind: Literal["aws-ecs"] = Field("aws-ecs", description=KIND)
+    cluster: str = Field(min_length=1, description="ECS cluster name or ARN")
+    service: str = Field(min_length=1, description="ECS service name or ARN; replicas are its tasks")
+    region: str | None = Field(None, min_length=1, description=REGION)
+
+    def build(self, ctx: TargetContext) -> EcsTarget:
+        region = self.region or ctx.aws.settings.region
+        return EcsTarget(ctx.aws.client("ecs", region), cluster=self.cluster, service=self.service, region=region)
 
 
 class EcsTarget:
@@ -54,8 +65,3 @@ class EcsTarget:
             self._client.update_service(cluster=self.cluster, service=self.service, desiredCount=replicas)
         except (ClientError, BotoCoreError) as e:
             raise classify(e, provider=PROVIDER) from e
-
-
-def build(config: EcsConfig, ctx: TargetContext) -> EcsTarget:
-    region = config.region or ctx.aws.settings.region
-    return EcsTarget(ctx.aws.client("ecs", region), cluster=config.cluster, service=config.service, region=region)

@@ -7,6 +7,11 @@ from pathlib import Path
 from typing import Protocol
 
 from scaler.aws import AwsClients
+from scaler.registry import ProviderConfig
+
+# Field descriptions several providers share.
+KIND = "Which provider runs the replicas: one of the keys of scaler.targets.registry.KINDS"
+REGION = "AWS region, e.g. us-east-1; omitted: the controller's default region (AwsSettings.region)"
 
 
 @dataclass(frozen=True)
@@ -51,3 +56,11 @@ class TargetContext:
 
     aws: AwsClients = field(default_factory=AwsClients)
     kube: KubeSettings = field(default_factory=KubeSettings)
+
+
+class TargetConfig(ProviderConfig):
+    """Base of every target kind's config (the fields after `label` in a policy entry's `targets`)."""
+
+    def build(self, ctx: TargetContext) -> ScaleTarget:
+        """The target, with the shared clients in `ctx`; no provider call is made."""
+        return super().build(ctx)

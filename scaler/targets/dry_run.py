@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Literal
+
+from pydantic import Field
 
 from scaler.errors import PermanentError
-from scaler.targets.base import Replicas, TargetContext
+from scaler.targets.base import KIND, Replicas, TargetConfig, TargetContext
 
-if TYPE_CHECKING:
-    from scaler.targets.registry import DryRunConfig
+
+class DryRunConfig(TargetConfig):
+    """A pretend target held in memory."""
+
+    kind: Literal["dry-run"] = Field("dry-run", description=KIND)
+    name: str = Field(min_length=1, description="Display name of the pretend target")
+    replicas: int = Field(1, ge=0, description="Replicas the pretend target starts with, a count")
+
+    def build(self, ctx: TargetContext) -> DryRunTarget:
+        return DryRunTarget(name=self.name, replicas=self.replicas)
 
 
 class DryRunTarget:
@@ -29,7 +39,3 @@ class DryRunTarget:
         if replicas < 0:
             raise PermanentError(f"{self.id}: cannot run {replicas} replicas", provider="dry-run", code="Invalid")
         self.replicas = replicas
-
-
-def build(config: DryRunConfig, ctx: TargetContext) -> DryRunTarget:
-    return DryRunTarget(name=config.name, replicas=config.replicas)

@@ -6,15 +6,13 @@ import json
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+from pydantic import Field
 from urllib3.exceptions import HTTPError
 
 from scaler.errors import PermanentError, ProviderError, TransientError
-from scaler.targets.base import KubeSettings, Replicas, TargetContext
-
-if TYPE_CHECKING:
-    from scaler.targets.registry import KubernetesConfig
+from scaler.targets.base import KIND, KubeSettings, Replicas, TargetConfig, TargetContext
 
 T = TypeVar("T")
 
@@ -30,6 +28,24 @@ HINTS = {
     404: "not found in this cluster",
     422: "invalid: the API server refused the replica count",
 }
+
+
+class KubernetesConfig(TargetConfig):
+    """A Deployment or StatefulSet."""
+
+    kind: Literal["kubernetes"] = Field("kubernetes", description=KIND)
+    name: str = Field(min_length=1, description="Name of the Deployment or StatefulSet")
+    namespace: str = Field("default", min_length=1, description="Namespace the workload lives in")
+    resource: Literal["deployment", "statefulset"] = Field(
+        "deployment", description="Workload type; replicas are its pods, scaled through /scale"
+    )
+
+    def build(self, ctx: TargetContext) -> KubernetesTarget:
+        apps = _client_module().AppsV1Api(api_client(ctx.kube))
+        return KubernetesTarget(
+            apps, name=self.name, namespace=self.namespace, resource=self.resource, timeout=ctx.kube.timeout
+        )
+
 
 _clients: dict[KubeSettings, Any] = {}
 _clients_lock = threading.Lock()
@@ -163,10 +179,3 @@ def _status_body(body: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
-
-
-def build(config: KubernetesConfig, ctx: TargetContext) -> KubernetesTarget:
-    apps = _client_module().AppsV1Api(api_client(ctx.kube))
-    return KubernetesTarget(
-        apps, name=config.name, namespace=config.namespace, resource=config.resource, timeout=ctx.kube.timeout
-    )

@@ -62,7 +62,7 @@ def test_the_image_runs_the_controller_as_a_non_root_user_with_a_health_check():
 
 def test_the_cluster_role_allows_every_request_the_kubernetes_target_makes(tmp_path: Path):
     from scaler.targets.base import KubeSettings, TargetContext
-    from scaler.targets.registry import KubernetesConfig, build
+    from scaler.targets.kubernetes import KubernetesConfig
     from tests.support.fake_kube import fake_kube
 
     with fake_kube(tmp_path / "kube") as kube:
@@ -70,7 +70,7 @@ def test_the_cluster_role_allows_every_request_the_kubernetes_target_makes(tmp_p
         kube.add("statefulset", "db", namespace="shop", replicas=2)
         ctx = TargetContext(kube=KubeSettings(kubeconfig=kube.kubeconfig, in_cluster=False, timeout=2.0))
         for resource, name in (("deployment", "web"), ("statefulset", "db")):
-            target = build(KubernetesConfig(name=name, namespace="shop", resource=resource), ctx)
+            target = KubernetesConfig(name=name, namespace="shop", resource=resource).build(ctx)
             target.read()
             target.write(4)
         seen = list(kube.requests)

@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from scaler import secrets
 from scaler.errors import ConfigError
-from scaler.sources.prometheus import PrometheusConfig, PrometheusSource
-from scaler.sources.registry import SOURCES, Kind
+from scaler.registry import parse
+from scaler.sources.base import SourceConfig, SourceContext
+from scaler.sources.prometheus import BasicAuth, PrometheusConfig, PrometheusSource
+from scaler.sources.registry import SOURCES
 
 URL = "http://prometheus:9090"
 
@@ -94,8 +97,45 @@ def test_a_missing_env_var_is_a_config_error_naming_the_field(monkeypatch: pytes
 
 def test_an_empty_secret_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROM_TOKEN", " \n")
-    with pytest.raises(ConfigError, match=r"prometheus\.bearer_token_env: is empty"):
+    with pytest.raises(ConfigError, match=r"prometheus\.bearer_token_env: environment variable PROM_TOKEN is empty"):
         PrometheusSource(PrometheusConfig(url=URL, bearer_token_env="PROM_TOKEN"))
+
+
+PASSWORD = "pässwörd-7f3a"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (PASSWORD.encode("latin-1"), "is not UTF-8 text"),
+        (PASSWORD.encode() * (secrets.MAX_BYTES // 10), f"is larger than {secrets.MAX_BYTES} bytes"),
+        (b"  \n", "is empty"),
+    ],
+    ids=["not-utf-8", "oversized", "empty"],
+)
+def test_a_password_file_that_cannot_serve_is_named_without_its_bytes(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    (tmp_path / "password").write_bytes(content)
+    cfg = PrometheusConfig(url=URL, basic_auth={"username": "scaler", "password_file": "password"})
+
+    with pytest.raises(ConfigError) as err:
+        PrometheusSource(cfg, base_dir=tmp_path)
+
+    (problem,) = err.value.problems
+    assert problem.where == "prometheus.basic_auth.password_file"
+    assert problem.what == f"{tmp_path / 'password'} {says}"
+    assert "pässw" not in str(err.value) and "p\\xe4ssw" not in str(err.value)
+
+
+def test_a_missing_password_env_var_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROM_PASSWORD", raising=False)
+    cfg = PrometheusConfig(url=URL, basic_auth={"username": "scaler", "password_env": "PROM_PASSWORD"})
+    with pytest.raises(ConfigError) as err:
+        PrometheusSource(cfg)
+    assert [(p.where, p.what) for p in err.value.problems] == [
+        ("prometheus.basic_auth.password_env", "environment variable PROM_PASSWORD is not set")
+    ]
 
 
 def test_every_unreadable_file_is_named_at_once(tmp_path: Path) -> None:
@@ -114,8 +154,14 @@ def test_every_unreadable_file_is_named_at_once(tmp_path: Path) -> None:
 
 
 def test_the_registry_builds_a_prometheus_source_from_its_config_section(tmp_path: Path) -> None:
-    kind = SOURCES["prometheus"]
-    assert isinstance(kind, Kind) and kind.config is PrometheusConfig
-    source = kind.build(kind.config.model_validate({"url": URL, "timeout": "2s"}), tmp_path)
+    assert SOURCES == {"prometheus": PrometheusConfig} and issubclass(PrometheusConfig, SourceConfig)
+    # the section may leave out its kind: Prometheus is the default
+    cfg = parse(SOURCES, {"url": URL, "timeout": "2s"}, source="run.yaml", default="prometheus")
+    source = cfg.build(SourceContext(base_dir=tmp_path))
     assert isinstance(source, PrometheusSource)
     assert source.config.timeout == 2.0 and source.queries == 0
+
+
+def test_every_field_of_the_source_config_is_described() -> None:
+    for model in (PrometheusConfig, BasicAuth):
+        assert [name for name, f in model.model_fields.items() if not f.description] == [], model.__name__

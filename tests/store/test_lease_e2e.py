@@ -7,8 +7,10 @@ from botocore.awsrequest import AWSResponse
 
 from scaler.aws import AwsClients, AwsSettings
 from scaler.decision import statecodec
-from scaler.decision.decide import Spec, decide, initial_state
-from scaler.policy.model import load_policy
+from scaler.decision.decide import decide
+from scaler.decision.params import params_of
+from scaler.decision.state import initial_state
+from scaler.policy.load import load_policy
 from scaler.store.dynamodb import DynamoStore, ensure_table
 from scaler.store.lease import DynamoLease
 from tests.conftest import ROOT
@@ -41,21 +43,22 @@ def test_handover_between_two_controllers(server):
     assert ensure_table(a.aws, "leases", "lease_id") and ensure_table(a.aws, "state", "key")
     assert not ensure_table(b.aws, "leases", "lease_id")  # the second pod finds them
 
-    spec = Spec.of(load_policy(ROOT / "tests" / "data" / "web-fixed.yaml"))
+    policy = load_policy(ROOT / "tests" / "data" / "web-fixed.yaml")
+    params = params_of(policy)
     rng = np.random.default_rng(2)
     n = len(TARGETS)
     current = rng.integers(3, 11, n).astype(float)
-    state = initial_state(spec, current, T0)
+    state = initial_state(params, current, T0)
 
     # t+0..t+1m45s: a leads, ticks every 15 s and saves the state after each tick; b is refused each time.
     now = T0
     for _ in range(8):
         assert a.lease.acquire(now) and a.lease.held(now)
         assert not b.lease.acquire(now) and b.lease.leader == "pod-a"
-        obs = rng.gamma(4.0, 0.25, (3, n)) * spec.target
-        d = decide(spec, state, obs, current=current, now=now)
-        state, current = d.state, d.desired.astype(float)
-        a.store.save("web", statecodec.encode(spec, state, TARGETS))
+        obs = rng.gamma(4.0, 0.25, (3, n)) * params.target[:, None]
+        d = decide(params, state, obs, current=current, now=now)
+        state, current = d.state.with_applied(now, current, d.desired), d.desired.astype(float)
+        a.store.save("web", statecodec.encode(policy, state, TARGETS))
         now += 15.0
     blob = a.store.load("web")
     assert len(blob) > 350_000  # 12,000 targets of noisy history: saved in chunks
@@ -67,11 +70,11 @@ def test_handover_between_two_controllers(server):
     assert b.lease.acquire(last + 15.5) and b.lease.leader == "pod-b"
 
     # b loads a's state through its own clients and decides exactly as a would have.
-    loaded, why = statecodec.decode(b.store.load("web"), spec, targets=TARGETS, current=current, now=now)
+    loaded, why = statecodec.decode(b.store.load("web"), policy, targets=TARGETS, current=current, now=now)
     assert why == ""
-    obs = rng.gamma(4.0, 0.25, (3, n)) * spec.target
-    mine = decide(spec, loaded, obs, current=current, now=now)
-    theirs = decide(spec, state, obs, current=current, now=now)
+    obs = rng.gamma(4.0, 0.25, (3, n)) * params.target[:, None]
+    mine = decide(params, loaded, obs, current=current, now=now)
+    theirs = decide(params, state, obs, current=current, now=now)
     assert np.array_equal(mine.desired, theirs.desired) and np.array_equal(mine.reasons, theirs.reasons)
 
     # a comes back: refused, and it now knows b leads. b shuts down cleanly and a takes over at once.

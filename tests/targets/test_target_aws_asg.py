@@ -10,9 +10,8 @@ from botocore.exceptions import ClientError
 
 from scaler import retry
 from scaler.errors import PermanentError, ProviderError, TransientError
-from scaler.targets.aws_asg import AsgTarget
+from scaler.targets.aws_asg import AsgConfig, AsgTarget
 from scaler.targets.base import Replicas, TargetContext
-from scaler.targets.registry import AsgConfig, build
 from tests.targets.helpers import FailNTimes, Moto, Sleeps
 
 
@@ -31,7 +30,7 @@ def make_group(moto: Moto, name: str, *, lo: int = 1, hi: int = 5, desired: int 
 
 
 def target(ctx: TargetContext, name: str) -> AsgTarget:
-    made = build(AsgConfig(name=name), ctx)
+    made = AsgConfig(name=name).build(ctx)
     assert isinstance(made, AsgTarget)
     return made
 
@@ -136,7 +135,7 @@ def test_the_callers_retry_policy_gets_a_throttled_write_through(moto: Moto, aws
 
 def test_id_names_the_region_the_group_lives_in(aws: TargetContext) -> None:
     assert target(aws, "web").id == "aws-asg:us-east-1/web"
-    other = build(AsgConfig(name="web", region="eu-west-1"), aws)
+    other = AsgConfig(name="web", region="eu-west-1").build(aws)
     assert other.id == "aws-asg:eu-west-1/web"
     assert isinstance(other, AsgTarget)
     assert other._client.meta.region_name == "eu-west-1"

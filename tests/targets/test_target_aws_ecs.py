@@ -9,9 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from scaler.errors import PermanentError, TransientError
-from scaler.targets.aws_ecs import EcsTarget
+from scaler.targets.aws_ecs import EcsConfig, EcsTarget
 from scaler.targets.base import Replicas, TargetContext
-from scaler.targets.registry import EcsConfig, build
 from tests.targets.helpers import FailNTimes, Moto
 
 
@@ -56,7 +55,7 @@ def cluster(moto: Moto) -> Cluster:
 
 
 def target(ctx: TargetContext, cluster: str, service: str) -> EcsTarget:
-    made = build(EcsConfig(cluster=cluster, service=service), ctx)
+    made = EcsConfig(cluster=cluster, service=service).build(ctx)
     assert isinstance(made, EcsTarget)
     return made
 

@@ -13,8 +13,7 @@ from scaler import retry
 from scaler.errors import PermanentError, ProviderError, TransientError
 from scaler.targets import kubernetes as kube_target
 from scaler.targets.base import KubeSettings, Replicas, TargetContext
-from scaler.targets.kubernetes import KubernetesTarget
-from scaler.targets.registry import KubernetesConfig, build
+from scaler.targets.kubernetes import KubernetesConfig, KubernetesTarget
 from tests.support.fake_kube import FakeKube, path_of, write_kubeconfig
 from tests.support.prometheus import free_port
 from tests.targets.helpers import Sleeps
@@ -30,7 +29,7 @@ def _fresh_clients(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def target(ctx: TargetContext, name: str = "web", resource: str = "deployment") -> KubernetesTarget:
-    made = build(KubernetesConfig(name=name, namespace="shop", resource=resource), ctx)
+    made = KubernetesConfig(name=name, namespace="shop", resource=resource).build(ctx)
     assert isinstance(made, KubernetesTarget)
     return made
 
@@ -187,7 +186,7 @@ def test_a_bad_kubeconfig_is_permanent(tmp_path: Path, make: Callable[[Path], Pa
     settings = KubeSettings(kubeconfig=make(tmp_path), in_cluster=False)
 
     with pytest.raises(PermanentError) as caught:
-        build(KubernetesConfig(name="web"), TargetContext(kube=settings))
+        KubernetesConfig(name="web").build(TargetContext(kube=settings))
 
     assert caught.value.code == "BadConfig"
     assert str(tmp_path) in str(caught.value)
@@ -196,7 +195,7 @@ def test_a_bad_kubeconfig_is_permanent(tmp_path: Path, make: Callable[[Path], Pa
 def test_an_unknown_context_is_permanent(kube: FakeKube) -> None:
     settings = KubeSettings(kubeconfig=kube.kubeconfig, context="elsewhere", in_cluster=False)
     with pytest.raises(PermanentError, match="cannot use kubeconfig"):
-        build(KubernetesConfig(name="web"), TargetContext(kube=settings))
+        KubernetesConfig(name="web").build(TargetContext(kube=settings))
 
 
 def test_in_cluster_is_chosen_when_the_service_host_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,7 +203,7 @@ def test_in_cluster_is_chosen_when_the_service_host_is_set(monkeypatch: pytest.M
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     with pytest.raises(PermanentError, match="in-cluster service account"):
-        build(KubernetesConfig(name="web"), TargetContext(kube=KubeSettings(kubeconfig=Path("/unused"))))
+        KubernetesConfig(name="web").build(TargetContext(kube=KubeSettings(kubeconfig=Path("/unused"))))
 
 
 def test_the_default_kubeconfig_is_used_outside_a_cluster(
@@ -233,7 +232,7 @@ def test_without_the_client_package_it_says_what_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, "kubernetes", None)  # makes `import kubernetes` fail
     with pytest.raises(PermanentError, match=r"pip install 'scaler\[kubernetes\]'") as caught:
-        build(KubernetesConfig(name="web"), kube_ctx)
+        KubernetesConfig(name="web").build(kube_ctx)
     assert isinstance(caught.value.__cause__, ImportError)
 
 

@@ -1,4 +1,12 @@
-"""The flat registry of runbook actions: a new action is one module plus one line here."""
+"""The flat registry of runbook actions, `name -> action class`: a new action is one module plus one line here.
+
+It has the shape of the provider registries (scaler.registry), as far as an action allows. A provider's
+entry is its config model: `kind` picks it, the model validates the section, and build(ctx) makes a
+long-lived object once. An action's entry is its class: the step's `action` picks it (the key is the
+class's `name`, as a provider's key is its `kind`), its `inputs` model validates the step's inputs, and
+run(inputs, ctx) does the work, once per step with freshly validated inputs, because a step's inputs are
+templates resolved only when the step runs and nothing outlives the call.
+"""
 
 from __future__ import annotations
 
