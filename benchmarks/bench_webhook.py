@@ -29,7 +29,8 @@ from prometheus_client import CollectorRegistry
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the failover world and local web server come from the test helpers
 
-from scaler.alerts.triggers import Dispatcher, Rule  # noqa: E402
+from scaler.alerts.dispatch import Dispatcher  # noqa: E402
+from scaler.alerts.rules import Rule  # noqa: E402
 from scaler.aws import AwsSettings  # noqa: E402
 from scaler.runbook.service import RunbookService  # noqa: E402
 from scaler.server.http import Server, Webhook  # noqa: E402

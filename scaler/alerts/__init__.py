@@ -1,1 +1,1 @@
-"""alerts."""
+"""Alerts to runbooks: the webhook payload, trigger rules, planning, dispatch, and rules checked against runbooks."""

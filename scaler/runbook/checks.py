@@ -14,7 +14,6 @@ from pydantic import TypeAdapter, ValidationError
 from scaler import template
 from scaler.errors import Problem
 from scaler.runbook.actions import REGISTRY
-from scaler.runbook.errors import TemplateError
 from scaler.units import parse_duration
 
 RUN_FIELDS = {("id",), ("runbook",), ("trigger", "kind"), ("trigger", "who"), ("trigger", "why")}
@@ -115,7 +114,7 @@ def refs(value: Any, where: str, params: set[str], steps: set[str], *, allow_ste
     for at, expr in located(value, where):
         try:
             parts = template.parse(expr)
-        except TemplateError as e:
+        except template.TemplateError as e:
             problems.append(Problem(at, str(e)))
             continue
         root, rest = parts[0], parts[1:]

@@ -42,7 +42,3 @@ class StepFailed(ScalerError):
 
 class StepTimeout(StepFailed):
     """A step ran out of its `timeout` while waiting or retrying."""
-
-
-class TemplateError(ScalerError):
-    """A `{{ ... }}` reference that cannot be resolved (unknown parameter, step or output)."""

@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
-from scaler.alerts.triggers import Outcome, Payload
+from scaler.alerts.payload import Payload
+from scaler.alerts.plan import Outcome
 from scaler.yamlio import problems_from
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,6 @@ with trigger dispatch to the runbook service, started and stopped together."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,10 +13,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from scaler.alerts.triggers import Dispatcher, Rule, TriggerMetrics, check_rules
+from scaler import secrets
+from scaler.alerts.dispatch import Dispatcher, TriggerMetrics
+from scaler.alerts.fit import check_rules_fit
+from scaler.alerts.rules import Rule, check_rules
 from scaler.aws import AwsSection
 from scaler.errors import ConfigError, Problem, ScalerError
-from scaler.runbook.errors import RunbookNotFound
 from scaler.runbook.service import RunbookService
 from scaler.server.http import Server, Webhook
 from scaler.units import PositiveSeconds, split_listen
@@ -96,54 +97,16 @@ def _resolve(cfg: ServeConfig, base: Path) -> ServeConfig:
 
 def _token(cfg: ServeConfig, source: Path) -> str:
     hook = cfg.webhook
-    if hook.token_env is not None:
-        where, value = "webhook.token_env", os.environ.get(hook.token_env)
-        if value is None:
-            raise ConfigError(source, [Problem(where, f"environment variable {hook.token_env} is not set")])
-    else:
-        where, file = "webhook.token_file", Path(str(hook.token_file))
-        try:
-            value = file.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(source, [Problem(where, f"cannot read {file}: {e.strerror}")]) from None
-    value = value.strip()
+    where = "webhook.token_env" if hook.token_env is not None else "webhook.token_file"
+    try:
+        value = secrets.read(env=hook.token_env, file=hook.token_file)
+    except secrets.SecretUnavailable as e:
+        raise ConfigError(source, [Problem(where, str(e))]) from None
     # Say how long it was, never what it was.
     if len(value) < MIN_TOKEN_CHARS:
         problem = Problem(where, f"token has {len(value)} characters, need >= {MIN_TOKEN_CHARS}")
         raise ConfigError(source, [problem])
     return value
-
-
-def check_rules_fit(rules: list[Rule], service: RunbookService, source: str | Path, *, prefix: str = "") -> None:
-    """Every rule's runbook exists and takes the parameters the rule gives it.
-
-    A rule naming a missing runbook, or a misspelt parameter, would otherwise fail only mid-incident.
-    """
-    problems: list[Problem] = []
-    for i, rule in enumerate(rules):
-        here = f"{prefix}triggers[{i}]"
-        for where, action in ((here, rule), (f"{here}.on_resolved", rule.on_resolved)):
-            if action is None:
-                continue
-            try:
-                _, runbook = service.runbook(action.runbook)
-            except RunbookNotFound:
-                problems.append(Problem(f"{where}.runbook", f"no runbook {action.runbook!r} in "
-                                        f"{service.runbooks_dir}"))
-                continue
-            except ConfigError as e:
-                problems.append(Problem(f"{where}.runbook", f"runbook {action.runbook!r} is invalid: "
-                                        + "; ".join(str(p) for p in e.problems)))
-                continue
-            for name in sorted(set(action.params) - set(runbook.parameters)):
-                problems.append(Problem(f"{where}.params.{name}", f"runbook {action.runbook!r} has no "
-                                        f"parameter {name!r}"))
-            for name, param in runbook.parameters.items():
-                if param.is_required and name not in action.params:
-                    problems.append(Problem(f"{where}.params", f"runbook {action.runbook!r} needs "
-                                            f"parameter {name!r}"))
-    if problems:
-        raise ConfigError(source, problems)
 
 
 def load_serve_config(path: Path) -> tuple[ServeConfig, str]:

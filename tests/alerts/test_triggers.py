@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from scaler.alerts.triggers import (
-    Dispatcher,
-    Payload,
-    Rule,
-    SeenKeys,
-    dispatch,
-    idempotency_key,
-    plan,
-    synthetic_payload,
-)
+from scaler.alerts.dispatch import Dispatcher, SeenKeys, dispatch
+from scaler.alerts.payload import Payload, synthetic_payload
+from scaler.alerts.plan import idempotency_key, plan
+from scaler.alerts.rules import Rule
 from scaler.errors import ConfigError, PermanentError
 from scaler.yamlio import validate
 from tests.conftest import ROOT
@@ -106,11 +100,21 @@ def test_first_match_wins_over_later_rules() -> None:
         ({"name": "r", "runbook": "x", "match": {"a": "b"}, "params": {"p": "{{ labels.x.y }}"}},
          "params", "unknown template"),
         ({"name": "r", "runbook": "x", "match": {"a": "b"}, "params": {"p": "{{ os.system }}"}},
+         "params", "unknown template in '{{ os.system }}': use {{ labels.NAME }}, {{ annotations.NAME }}, "
+         "{{ status }}, {{ fingerprint }}, {{ startsAt }} or {{ receiver }}"),
+        ({"name": "r", "runbook": "x", "match": {"a": "b"}, "params": {"p": "{{ labels }}"}},
+         "params", "unknown template"),
+        ({"name": "r", "runbook": "x", "match": {"a": "b"}, "params": {"p": "{{ status.x }}"}},
+         "params", "unknown template"),
+        ({"name": "r", "runbook": "x", "match": {"a": "b"}, "params": {"p": "{{ params.region }}"}},
+         "params", "unknown template"),
+        ({"name": "r", "runbook": "x", "match": {"a": "b"}, "params": {"p": "{{ labels.region }"}},
          "params", "unknown template"),
         ({"name": "r", "runbook": "x", "match": {"a": "b"}, "autp": True}, "autp", "Extra inputs"),
         ({"name": "r", "runbook": "../etc", "match": {"a": "b"}}, "runbook", "should match pattern"),
     ],
-    ids=["no-matcher", "bad-regex", "bad-template", "no-code-in-templates", "typo", "runbook-path"],
+    ids=["no-matcher", "bad-regex", "bad-template", "no-code-in-templates", "label-without-name",
+         "field-of-bare-name", "runbook-reference", "unclosed", "typo", "runbook-path"],
 )
 def test_bad_rules_name_the_field(rule: dict, where: str, what: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -176,6 +180,39 @@ def test_label_values_are_substituted_verbatim_never_evaluated() -> None:
     dispatch(payload(alert({"alertname": "SecretLeak", "secret": "{{ labels.alertname }}"})), service=svc,
              rules=RULES)
     assert svc.calls[0].params == {"secret": "{{ labels.alertname }}"}
+
+
+def test_label_text_spliced_into_longer_text_is_not_rendered_again() -> None:
+    rule = Rule(name="r", match={"alertname": "X"}, runbook="x", params={"p": "got {{ labels.secret }}!"})
+    (item,) = plan(payload(alert({"alertname": "X", "secret": "{{ labels.alertname }} }}"})), [rule])
+    assert item.params == {"p": "got {{ labels.alertname }} }}!"}
+
+
+RENDERED = [
+    ("label", "{{ labels.region }}", "us-east-1"),
+    ("spaces optional", "{{labels.region}}", "us-east-1"),
+    ("side by side", "{{ labels.region }}-{{ labels.zone }}", "us-east-1-a"),
+    ("in text", "fail over {{ labels.region }} now", "fail over us-east-1 now"),
+    ("annotation", "{{ annotations.summary }}", "probes fail"),
+    ("alert fields", "{{ status }} {{ fingerprint }} {{ receiver }}", "firing a1b2c3d4 scaler"),
+    ("start in utc", "{{ startsAt }}", "2025-03-01T12:00:00+00:00"),
+    ("no template", "plain {text}", "plain {text}"),
+]
+
+
+@pytest.mark.parametrize(("value", "want"), [r[1:] for r in RENDERED], ids=[r[0] for r in RENDERED])
+def test_params_render_from_the_alert(value: str, want: str) -> None:
+    rule = Rule(name="r", match={"alertname": "X"}, runbook="x", params={"p": value})
+    a = alert({"alertname": "X", "region": "us-east-1", "zone": "a"}, annotations={"summary": "probes fail"},
+              starts=T0.astimezone(timezone(timedelta(hours=2))))
+    (item,) = plan(payload(a), [rule])
+    assert item.params == {"p": want}
+
+
+def test_missing_annotation_is_named() -> None:
+    rule = Rule(name="r", match={"alertname": "X"}, runbook="x", params={"p": "{{ annotations.summary }}"})
+    (out,) = plan(payload(alert({"alertname": "X"})), [rule])
+    assert (out.result, out.detail) == ("error", "params: alert has no annotation 'summary'")
 
 
 # --- dedup ------------------------------------------------------------------------------------------------
@@ -289,8 +326,9 @@ def test_health_rule_dispatch_uses_the_same_rules_with_its_own_trigger_kind() ->
 
 
 def test_example_serve_config_fits_the_real_runbooks(tmp_path: Path) -> None:
+    from scaler.alerts.fit import check_rules_fit
     from scaler.runbook.service import RunbookService
-    from scaler.server.serve import ServeConfig, check_rules_fit
+    from scaler.server.serve import ServeConfig
     from scaler.yamlio import load
 
     path = ROOT / "examples" / "serve.yaml"

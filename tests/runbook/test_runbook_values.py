@@ -10,9 +10,10 @@ import pytest
 
 from scaler import template
 from scaler.runbook import params as P
-from scaler.runbook.errors import ParamError, TemplateError
+from scaler.runbook.errors import ParamError
 from scaler.runbook.model import Runbook
 from scaler.runbook.redact import MASK, RedactingFilter, Redactor
+from scaler.template import TemplateError
 
 SCOPE = {
     "params": {"zone": "Z1", "n": 4, "ids": ["a", "b"], "empty": None},
@@ -26,6 +27,7 @@ RENDER = [
     ("none stays none", "{{ params.empty }}", None),
     ("spaces optional", "{{params.zone}}", "Z1"),
     ("spliced into text", "zone {{ params.zone }} by {{ run.trigger.who }}", "zone Z1 by alice"),
+    ("two references side by side", "{{ params.zone }}-{{ params.n }}", "Z1-4"),
     ("number spliced as text", "x{{ params.n }}", "x4"),
     ("list spliced as json", "ids={{ params.ids }}", 'ids=["a", "b"]'),
     ("index into list", "{{ steps.dns.previous.0.Name }}", "app."),
@@ -122,6 +124,32 @@ def test_missing_env_reference_is_a_param_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     with pytest.raises(ParamError, match="NOT_SET_ANYWHERE is not set"):
         P.resolve_secrets(RUNBOOK, {"token": "env:NOT_SET_ANYWHERE"})
+    with pytest.raises(ParamError) as caught:
+        P.resolve_secrets(RUNBOOK, {"token": "env:NOT_SET_ANYWHERE"})
+    assert str(caught.value) == ("parameter token: invalid parameters: environment variable NOT_SET_ANYWHERE is "
+                                 "not set")
+
+
+FILE_SECRET = "s3cr3t-pässwörd"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (FILE_SECRET.encode("latin-1"), "is not UTF-8 text"),
+        (FILE_SECRET.encode() * 5000, "is larger than 65536 bytes"),
+        (b"\n", "is empty"),
+    ],
+    ids=["not-utf-8", "oversized", "empty"],
+)
+def test_a_file_reference_that_cannot_serve_names_the_parameter_not_the_bytes(
+        tmp_path: Path, content: bytes, says: str) -> None:
+    (tmp_path / "t").write_bytes(content)
+    with pytest.raises(ParamError) as caught:
+        P.resolve_secrets(RUNBOOK, {"token": f"file:{tmp_path / 't'}"})
+    (problem,) = caught.value.problems
+    assert (caught.value.source, problem.what) == ("parameter token", f"{tmp_path / 't'} {says}")
+    assert "s3cr3t" not in str(caught.value)
 
 
 def test_redactor_masks_values_keys_and_securestrings() -> None:

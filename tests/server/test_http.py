@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,8 @@ import typer
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
-from scaler.alerts.triggers import Dispatcher, Rule, TriggerMetrics
+from scaler.alerts.dispatch import Dispatcher, TriggerMetrics
+from scaler.alerts.rules import Rule
 from scaler.cli.serve import serve
 from scaler.errors import ConfigError
 from scaler.server.http import Server, Webhook
@@ -337,6 +339,21 @@ def test_bad_serve_config_exits_2_naming_file_and_field(
     assert message in result.output and "Traceback" not in result.output
     if env:
         assert env not in result.output
+
+
+def test_token_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "token").write_bytes(b"\xff\xfe" + TOKEN.encode())
+    path = _config(tmp_path, GOOD.replace("token_env: TEST_SCALER_TOKEN", "token_file: token"))
+    message = f"webhook.token_file: {tmp_path / 'token'} is not UTF-8 text"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_serve_config(path)
+
+    cli = typer.Typer()
+    cli.command()(serve)
+    result = CliRunner().invoke(cli, [str(path)])
+    assert result.exit_code == 2
+    assert str(path) in result.output and message in result.output
+    assert "Traceback" not in result.output and TOKEN not in result.output
 
 
 @pytest.mark.parametrize(
