@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from scaler import logs
 from scaler.aws import AwsSettings
 from scaler.errors import ConfigError, ScalerError
 from scaler.runbook.journal import default_state_dir
@@ -150,11 +151,16 @@ def finish(run: RunRecord, as_json: bool) -> None:
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step and retry")] = False,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error (provider wire logs stay off)")
+    ] = "warning",
 ) -> None:
-    # Only our own logger: botocore at DEBUG would print request bodies, secrets included.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if verbose:
-        logging.getLogger("scaler.runbook").setLevel(logging.INFO)
+    if log_level.lower() not in logs.LEVELS:
+        err.print(f"[red]error:[/red] --log-level: expected debug, info, warning or error, got {escape(log_level)!r}")
+        raise typer.Exit(2)
+    logs.setup(log_level, "text")
+    if verbose:  # each step and retry at info, also when everything else logs warnings only
+        logging.getLogger("scaler.runbook").setLevel(min(logging.INFO, logging.getLogger().level))
 
 
 @app.command()

@@ -24,11 +24,12 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
     """Serve /metrics, /healthz, /readyz and the Alertmanager webhook that starts runbooks."""
-    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    from scaler import logs
+
+    if log_level.lower() not in logs.LEVELS:
         typer.echo(f"--log-level: expected debug, info, warning or error, got {log_level!r}", err=True)
         raise typer.Exit(2)
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(log_level, "text")  # provider libraries' wire logging stays off, even at debug
     try:
         if listen is not None:
             split_listen(listen)

@@ -26,6 +26,68 @@ from scaler.units import format_duration
 log = logging.getLogger("scaler.runbook")
 _TOKENS = uuid.UUID("6c1f3e2a-8d0b-4f57-9a51-2f4b7c0d9e13")  # namespace for client tokens
 
+# Redirects one request follows at most (urllib's own bound, kept): the 11th is not followed.
+MAX_REDIRECTS = 10
+# Headers that carry a credential: a request with any of them is "authenticated".
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> str:
+    """scheme://host:port, the unit credentials belong to (as browsers define an origin; default port filled)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number: an origin of its own, equal to no other
+        port = parts.netloc.rpartition(":")[2]
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirect handling, bounded, that never carries credentials to another origin.
+
+    An authenticated request follows redirects within its origin (an /auth -> /auth/ redirect keeps
+    working) but stops at one to another origin instead of following it without the credentials: the
+    answer from elsewhere would not tell whether the credential works (a login page answers 200 to
+    anyone), and urllib itself would forward the Authorization header there. `stopped` says why a
+    redirect was not followed; the caller turns it into the error.
+    """
+
+    # urllib gives up by raising an HTTPError that reads like the server's own 3xx; the count below
+    # stops first, with a reason of our own.
+    max_redirections = max_repeats = MAX_REDIRECTS + 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.followed = 0
+        self.stopped: str | None = None
+        self.code = ""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        here, there = origin(req.full_url), origin(newurl)
+        sent = sorted(k for k, _ in req.header_items() if k.lower() in CREDENTIAL_HEADERS)
+        if there != here and sent:
+            return self._stop(
+                "CrossOriginRedirect",
+                f"redirect ({code}) to another origin ({there}) not followed: the request carries "
+                f"credentials ({', '.join(sent)}), which are only sent to {here}",
+            )
+        if urllib.parse.urlsplit(newurl).scheme.lower() not in _DEFAULT_PORTS:
+            return self._stop("BadRedirect", f"redirect ({code}) to a non-HTTP URL not followed")
+        if self.followed >= MAX_REDIRECTS:
+            return self._stop(
+                "TooManyRedirects", f"redirect ({code}) not followed: more than {MAX_REDIRECTS} redirects"
+            )
+        self.followed += 1
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    def _stop(self, code: str, why: str) -> None:
+        self.code, self.stopped = code, why
+        return None
+
 
 @dataclass(frozen=True)
 class Env:
@@ -160,8 +222,9 @@ class StepContext:
             hdrs = {"Content-Type": "application/json", "User-Agent": "scaler-runbook"} | dict(headers or {})
             request = urllib.request.Request(url, data=data, method=method, headers=hdrs)
             timeout = max(0.1, min(self.env.http_timeout, self.deadline - self.clock.now()))
+            redirects = _Redirects()
             try:
-                with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 (URL is config)
+                with urllib.request.build_opener(redirects).open(request, timeout=timeout) as answer:
                     got = HttpResponse(status=answer.status, body=answer.read())
             except urllib.error.HTTPError as e:
                 got = HttpResponse(status=e.code, body=e.read() or b"")
@@ -172,6 +235,9 @@ class StepContext:
                     f"http {method}: no answer ({type(e).__name__})", provider="http", code=type(e).__name__
                 ) from None
             self._audit("http", method, {"url": url}, tries, result={"status": got.status})
+            if redirects.stopped is not None:
+                # Even for an unchecked call: a 3xx we chose not to follow is not the server's last word.
+                raise PermanentError(f"http {method}: {redirects.stopped}", provider="http", code=redirects.code)
             if check and not 200 <= got.status < 300:
                 kind = TransientError if got.status >= 500 or got.status == 429 else PermanentError
                 raise kind(f"http {method}: status {got.status}", provider="http", code=str(got.status))

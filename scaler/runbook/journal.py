@@ -5,14 +5,31 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from scaler import retry
+from scaler.clock import SystemClock
+from scaler.errors import TransientError
 from scaler.runbook.errors import RunBusy, RunConflict, RunNotFound
 from scaler.runbook.records import ACTIVE, Approval, RunRecord, StepRecord, Trigger
+
+log = logging.getLogger("scaler.runbook")
+T = TypeVar("T")
+
+# A writer waits this long for SQLite's write lock (its busy handler) before the transaction counts as
+# having met a lock; a journal transaction holds the lock for milliseconds, so 10 s means a stuck writer.
+BUSY_TIMEOUT = 10.0
+# ... and such a transaction is tried again, from the start, after 0.05, 0.1, 0.2, 0.4 s (plus up to 0.05 s
+# of jitter): 5 tries, at most ~5 x 10 s + 0.8 s before the lock is reported as JournalBusy.
+BUSY_RETRY = retry.RetryPolicy(attempts=5, initial=0.05, max_delay=1.0, jitter=0.05)
+# SQLITE_BUSY (another connection holds the lock, or a snapshot went stale) and SQLITE_LOCKED; extended
+# codes such as SQLITE_BUSY_SNAPSHOT (517) carry the primary code in their low byte.
+_LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -83,37 +100,85 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
+class JournalBusy(TransientError):
+    """The journal stayed locked by other writers through every retry of one transaction."""
+
+
+def _locked(error: sqlite3.Error) -> bool:
+    return ((getattr(error, "sqlite_errorcode", None) or 0) & 0xFF) in _LOCK_CODES
+
+
 class Journal:
     """One SQLite file. Every method is one committed transaction (synchronous=FULL: on disk on return).
 
-    Connections are opened per call, so one Journal serves any number of threads and processes.
+    Connections are opened per call, so one Journal serves any number of threads and processes. A
+    transaction that writes takes the write lock when it begins (BEGIN IMMEDIATE), so waiting for another
+    writer happens there, under the busy timeout. A deferred transaction that read first could not wait: its
+    snapshot may be stale by the time it writes, and SQLite refuses that upgrade at once ("database is
+    locked"). A transaction that still meets a lock is run again from the start, so a busy journal delays a
+    run but never fails it; only a lock that outlasts every retry is an error (JournalBusy, transient).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, sleep: Callable[[float], None] | None = None) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-        finally:
-            db.close()
+        # Waiting for another process's lock is real time, whatever clock the runs themselves use.
+        self._sleep = sleep or SystemClock().sleep
+        self._retrying(self._create_schema)
+
+    def _create_schema(self) -> None:
+        with self._lock_errors():
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")  # kept in the file: every later connection uses it
+                db.executescript(_SCHEMA)
+            finally:
+                db.close()
 
     @contextlib.contextmanager
-    def _tx(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+    def _lock_errors(self) -> Iterator[None]:
+        """SQLite's "locked" and "busy" become JournalBusy (retried); any other error stays as it is."""
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
+            yield
+        except sqlite3.OperationalError as e:
+            if not _locked(e):
                 raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+            code = getattr(e, "sqlite_errorname", None) or "SQLITE_BUSY"
+            raise JournalBusy(
+                f"journal {self.path} is locked by another writer ({code})", provider="journal", code=code
+            ) from e
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        def note(n: int, error: BaseException, delay: float) -> None:
+            log.debug("journal transaction try %d met a lock (%s); trying again in %.2fs", n, error, delay)
+
+        return retry.call(fn, policy=BUSY_RETRY, sleep=self._sleep, on_retry=note)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """fn(db) in one write transaction, committed durably; run again from the start if it met a lock."""
+        return self._retrying(lambda: self._once(fn, "BEGIN IMMEDIATE"))
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """fn(db) on one consistent snapshot (a deferred transaction that never writes)."""
+        return self._retrying(lambda: self._once(fn, "BEGIN"))
+
+    def _once(self, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
+        with self._lock_errors():
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            try:
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute(begin)
+                try:
+                    result = fn(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):  # the original error matters, not this one
+                            db.execute("ROLLBACK")
+                    raise
+                return result
+            finally:
+                db.close()
 
     # -- runs ---------------------------------------------------------------------------------------
 
@@ -134,9 +199,10 @@ class Journal:
     ) -> RunRecord:
         """Insert a run, unless its idempotency key was seen (-> that run) or its scope is busy (RunConflict).
 
-        BEGIN IMMEDIATE takes SQLite's write lock first, so check-then-insert is atomic across processes.
+        The write lock is taken at BEGIN, so check-then-insert is atomic across processes.
         """
-        with self._tx(immediate=True) as db:
+
+        def insert(db: sqlite3.Connection) -> RunRecord:
             if trigger.key is not None:
                 row = db.execute("SELECT id FROM runs WHERE idem_key = ?", (trigger.key,)).fetchone()
                 if row:
@@ -183,28 +249,29 @@ class Journal:
             )
             return self._load(db, run_id)
 
+        return self._write(insert)
+
     def get(self, run_id: str) -> RunRecord:
-        with self._tx() as db:
-            return self._load(db, run_id)
+        return self._read(lambda db: self._load(db, run_id))
 
     def definition(self, run_id: str) -> dict[str, Any]:
-        with self._tx() as db:
-            row = db.execute("SELECT definition FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self._read(lambda db: db.execute("SELECT definition FROM runs WHERE id = ?", (run_id,)).fetchone())
         if row is None:
             raise RunNotFound(f"no run {run_id}")
         return json.loads(row[0])
 
     def checked(self, run_id: str) -> bool:
-        with self._tx() as db:
-            row = db.execute("SELECT checked FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self._read(lambda db: db.execute("SELECT checked FROM runs WHERE id = ?", (run_id,)).fetchone())
         return bool(row and row[0])
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
-        with self._tx() as db:
+        def newest(db: sqlite3.Connection) -> list[RunRecord]:
             ids = [
                 r[0] for r in db.execute("SELECT id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
             ]
             return [self._load(db, i) for i in ids]
+
+        return self._read(newest)
 
     def set_status(
         self,
@@ -216,25 +283,28 @@ class Journal:
         error: str | None = None,
         checked: bool | None = None,
     ) -> None:
-        with self._tx() as db:
-            db.execute(
+        self._write(
+            lambda db: db.execute(
                 "UPDATE runs SET status = ?, waiting_on = ?, error = COALESCE(?, error), "
                 "checked = COALESCE(?, checked), updated_at = ? WHERE id = ?",
                 (status, waiting_on, error, None if checked is None else int(checked), now, run_id),
             )
+        )
 
     def approve(self, run_id: str, gate: str, who: str, *, now: float) -> None:
-        with self._tx() as db:
-            db.execute(
+        self._write(
+            lambda db: db.execute(
                 "INSERT OR IGNORE INTO approvals (run_id, gate, who, at) VALUES (?, ?, ?, ?)",
                 (run_id, gate, who, now),
             )
+        )
 
     # -- steps --------------------------------------------------------------------------------------
 
     def attempt_started(self, run_id: str, step_id: str, *, now: float) -> int:
         """Record a new attempt of a step (status running); returns its number (1, 2, ...)."""
-        with self._tx() as db:
+
+        def start(db: sqlite3.Connection) -> int:
             n = db.execute("SELECT attempts FROM steps WHERE run_id = ? AND id = ?", (run_id, step_id)).fetchone()
             attempt = int(n[0]) + 1
             db.execute(
@@ -249,47 +319,60 @@ class Journal:
             db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (now, run_id))
             return attempt
 
+        return self._write(start)
+
     def attempt_ended(self, run_id: str, step_id: str, attempt: int, *, now: float, error: str | None) -> None:
-        with self._tx() as db:
-            db.execute(
+        self._write(
+            lambda db: db.execute(
                 "UPDATE attempts SET status = ?, error = ?, finished_at = ? "
                 "WHERE run_id = ? AND step_id = ? AND attempt = ?",
                 ("failed" if error else "succeeded", error, now, run_id, step_id, attempt),
             )
+        )
 
     def outputs(self, run_id: str, step_id: str, outputs: Mapping[str, Any], *, now: float) -> None:
         """The action completed: its outputs are kept (verify may still fail the step)."""
-        with self._tx() as db:
+
+        def keep(db: sqlite3.Connection) -> None:
             db.execute("UPDATE steps SET outputs = ? WHERE run_id = ? AND id = ?", (_json(outputs), run_id, step_id))
             db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (now, run_id))
 
+        self._write(keep)
+
     def step_ended(self, run_id: str, step_id: str, status: str, *, now: float, error: str | None = None) -> None:
-        with self._tx() as db:
+        def end(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE steps SET status = ?, error = ?, finished_at = ? WHERE run_id = ? AND id = ?",
                 (status, error, now, run_id, step_id),
             )
             db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (now, run_id))
 
+        self._write(end)
+
     def memo(self, run_id: str, step_id: str) -> dict[str, Any]:
-        with self._tx() as db:
-            row = db.execute("SELECT memo FROM steps WHERE run_id = ? AND id = ?", (run_id, step_id)).fetchone()
+        row = self._read(
+            lambda db: db.execute("SELECT memo FROM steps WHERE run_id = ? AND id = ?", (run_id, step_id)).fetchone()
+        )
         return json.loads(row[0]) if row else {}
 
     def remember(self, run_id: str, step_id: str, key: str, value: Any) -> None:
-        with self._tx(immediate=True) as db:
+        def add(db: sqlite3.Connection) -> None:
             row = db.execute("SELECT memo FROM steps WHERE run_id = ? AND id = ?", (run_id, step_id)).fetchone()
             memo = json.loads(row[0]) if row else {}
             memo[key] = value
             db.execute("UPDATE steps SET memo = ? WHERE run_id = ? AND id = ?", (_json(memo), run_id, step_id))
 
+        self._write(add)
+
     def compensation(self, run_id: str, step_id: str, status: str, *, now: float, error: str | None = None) -> None:
-        with self._tx() as db:
+        def mark(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE steps SET compensation = ?, compensation_error = ? WHERE run_id = ? AND id = ?",
                 (status, error, run_id, step_id),
             )
             db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (now, run_id))
+
+        self._write(mark)
 
     # -- reading ------------------------------------------------------------------------------------
 
