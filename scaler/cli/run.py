@@ -39,7 +39,7 @@ def run(
     from scaler.live.config import load_run_config
     from scaler.live.controller import build
 
-    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR") or log_format not in ("json", "text"):
+    if log_level.lower() not in logs.LEVELS or log_format not in ("json", "text"):
         raise _fail("--log-level: debug, info, warning or error; --log-format: json or text")
     logs.setup(log_level, log_format)
     try:
@@ -104,13 +104,12 @@ def status(
     """Show the latest decision per target, with the reasons, as the leader last saved them."""
     from datetime import UTC, datetime
 
-    import numpy as np
-
     from scaler.aws import AwsClients
-    from scaler.decision.explain import explain
+    from scaler.decision.explain import Values, explain
+    from scaler.decision.reasons import describe
     from scaler.live.config import load_run_config
     from scaler.live.loop import key
-    from scaler.store.registry import StoreContext
+    from scaler.store.base import StoreContext
 
     try:
         loaded = load_run_config(config)
@@ -136,11 +135,10 @@ def status(
         for name, err in rec["query_errors"].items():
             out.print(f"  metric {name} failed: {err}", highlight=False)
         for t in rec["targets"]:
-            nan = lambda xs: np.array([np.nan if x is None else x for x in xs], dtype=float)  # noqa: E731
-            current = t["current"] if t["current"] is not None else t["desired"]
-            line = explain(p.policy, observed=nan(t["observed"]), smoothed=nan(t["smoothed"]), replicas=current,
-                           ready=t["ready"] if t["ready"] is not None else current, desired=t["desired"],
-                           reasons=t["reasons"])
+            if t.get("steps"):
+                line = explain(p.policy, Values.from_json(t["steps"]))
+            else:  # saved by a version that kept no step values
+                line = f"{t['current']} -> {t['desired']} [{describe(t['reasons']) or 'NO_CHANGE'}]"
             tail = " (written)" if t["written"] else ""
             tail += f" ERROR: {t['error']}" if t["error"] else ""
             out.print(f"  {t['label']} ({t['id']}): {line}{tail}", highlight=False, soft_wrap=True)

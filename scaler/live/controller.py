@@ -101,10 +101,9 @@ def build(
 ) -> Controller:
     """Everything `scaler run` runs, started (HTTP bound, lease tried) but not ticking: call loop.run()."""
     from scaler.decision.decide import warm
-    from scaler.sources.registry import SOURCES
+    from scaler.sources.base import SourceContext
+    from scaler.store.base import StoreContext
     from scaler.store.lease import SoloLease
-    from scaler.store.registry import StoreContext
-    from scaler.targets.registry import build as build_target
 
     # The first decision would otherwise compile the decision path (or load it from cache) mid-tick.
     log.info("decision path ready in %.2f s", warm())
@@ -119,7 +118,7 @@ def build(
                             context=k.context, timeout=k.timeout)
         ctx = TargetContext(aws=aws, kube=kube)
         try:
-            source = SOURCES["prometheus"].build(loaded.prometheus, loaded.base)
+            source = loaded.prometheus.build(SourceContext(base_dir=loaded.base))
         except ConfigError as e:  # a secret it points at is missing: name this config file, not "metric source"
             raise ConfigError(loaded.source, e.problems) from None
         store_ctx = StoreContext(aws=aws, clock=clock)
@@ -131,7 +130,7 @@ def build(
         groups = []
         for p in loaded.policies:
             g = Group(policy=p.policy, target_label=p.target_label, labels=tuple(t.label for t in p.targets),
-                      targets=tuple(build_target(t.config, ctx) for t in p.targets))
+                      targets=tuple(t.config.build(ctx) for t in p.targets))
             g.bind(cfg.health_rules)
             groups.append(g)
         notifier = Notifier([Channel(ch.name, url, frozenset(ch.severities)) for ch, url in loaded.channels])
@@ -174,9 +173,10 @@ def _runbook_dispatch(loaded: Loaded, stack: ExitStack, aws: AwsClients):
         return None
     from datetime import UTC, datetime
 
-    from scaler.alerts.triggers import Dispatcher, synthetic_payload
+    from scaler.alerts.dispatch import Dispatcher
+    from scaler.alerts.fit import check_rules_fit
+    from scaler.alerts.payload import synthetic_payload
     from scaler.runbook.service import RunbookService
-    from scaler.server.serve import check_rules_fit
 
     service = RunbookService(runbooks_dir=rb.dir, journal_path=rb.journal, audit_path=rb.audit,
                              aws=aws.settings, http_timeout=rb.http_timeout)

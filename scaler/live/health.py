@@ -1,7 +1,8 @@
 """Health rules the loop evaluates every tick: a smoothed metric past a threshold for a while, or an HTTP
 health check failing N times in a row. A rule that starts or stops firing becomes an event with its evidence.
 
-Evaluation is pure over arrays shaped (targets,): (rule, state, condition, now) -> (state, fired, resolved).
+Evaluation is pure over arrays shaped (targets,): (rule, state, condition, now) -> (state, fired, resolved);
+`evaluate` runs every rule bound to a policy's targets for one tick (step 5 of a tick) and returns its events.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import math
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -134,3 +137,57 @@ def evidence(rule: HealthRule, value: float | None, probe_status: str | None, st
         return f"health check failed {streak} times in a row, last answer {probe_status or 'none'}"
     shown = "no data" if value is None or math.isnan(value) else f"{value:.4g}"
     return f"{rule.metric} {shown}: {rule.describe()}"
+
+
+@dataclass
+class Bound:
+    """A health rule bound to one policy's targets, with its per-target state."""
+
+    rule: HealthRule
+    metric: int | None  # row of the metric in the policy, None for http rules
+    state: RuleState
+
+
+def bind(rules: Sequence[HealthRule], policy: str, metric_names: Sequence[str], targets: int) -> list[Bound]:
+    """The rules that apply to `policy` (every policy's, or its own; a metric rule only if it has the metric)."""
+    out = []
+    for r in rules:
+        if r.policy not in (None, policy) or (r.metric is not None and r.metric not in metric_names):
+            continue
+        row = list(metric_names).index(r.metric) if r.metric is not None else None
+        out.append(Bound(r, row, RuleState.empty(targets)))
+    return out
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    rule: HealthRule
+    policy: str
+    target: str
+    status: str  # firing | resolved
+    since: float
+    evidence: str
+
+
+def evaluate(bound: Sequence[Bound], smoothed: np.ndarray, *, policy: str, labels: Sequence[str], now: float,
+             pool: Executor) -> list[HealthEvent]:
+    """One tick of every bound rule (their states move on): an event per target that starts or stops firing.
+    Metric rules read the decision's smoothed values (metrics, targets); http rules probe each target."""
+    events: list[HealthEvent] = []
+    for b in bound:
+        rule = b.rule
+        probes: list[Probe] | None = None
+        before = b.state.since  # a resolved event keeps the start of what it resolves
+        if rule.http is not None:
+            probes = list(pool.map(lambda label, c=rule.http: probe(c, label), labels))
+            condition = np.array([not p.ok for p in probes], dtype=bool)
+        else:
+            condition = metric_condition(rule, smoothed[b.metric])
+        b.state, fired, resolved = step(rule, b.state, condition, now)
+        for j in np.flatnonzero(fired | resolved):
+            value = None if b.metric is None else float(smoothed[b.metric, j])
+            status = "firing" if fired[j] else "resolved"
+            since = float(b.state.since[j] if fired[j] else before[j])
+            text = evidence(rule, value, probes[j].status if probes else None, int(b.state.streak[j]))
+            events.append(HealthEvent(rule, policy, labels[j], status, since, text))
+    return events

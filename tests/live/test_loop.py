@@ -118,6 +118,46 @@ def test_provider_bounds_clamp_the_write():
     assert a.writes == [4]  # the policy allows 6, the group's own MaxSize is 4
 
 
+# A scale-up limit of +4 pods per 60 s: what the tick records decides what the next tick may do.
+LIMITED = {"scale_up": {"stabilization": 0, "policies": [{"type": "pods", "value": 4, "period": 60}]},
+           "scale_down": {"stabilization": 0, "policies": [{"type": "pods", "value": 100, "period": 15}]}}
+
+
+def test_a_write_that_failed_does_not_rate_limit_the_next_tick():
+    """One AccessDenied used to hold a target at 4 for a whole minute with SCALE_UP_LIMIT: the +4 that was
+    never written counted against the limit. Only a successful write is a scale event (as in HPA)."""
+    a = FakeTarget("a", 4, fail_writes=[denied()])
+    loop, g, _, (a,), clock = setup(policy(behavior=LIMITED), [a], cpu={"a": 140})
+    report = loop.tick(g)  # t+0: 140 % of 4 asks for 8, the limit allows 4 + 4 = 8; the write is denied
+    assert a.writes == [] and report.targets[0].desired == 8 and not report.targets[0].written
+    clock.advance(15)
+    report = loop.tick(g)  # t+15: nothing was added in the last minute, so 8 again, and it lands
+    assert a.writes == [8]
+    assert not report.targets[0].reasons & Reason.SCALE_UP_LIMIT
+
+
+def test_a_write_the_provider_clamped_counts_what_was_written():
+    """The group's MaxSize 6 turned 4 -> 8 into 4 -> 6: the period holds +2, so when MaxSize is raised 15 s
+    later the limit still allows +2 more (8), not nothing."""
+    a = FakeTarget("a", 4, max=6)
+    loop, g, _, (a,), clock = setup(policy(behavior=LIMITED), [a], cpu={"a": 140})
+    loop.tick(g)
+    assert a.writes == [6]
+    a.max = None
+    clock.advance(15)
+    report = loop.tick(g)  # 140 % of 6 asks for 12; the period began at 4: 4 + 4 = 8
+    assert a.writes == [6, 8] and report.targets[0].reasons & Reason.SCALE_UP_LIMIT
+
+
+def test_a_dry_run_never_counts_its_proposals_as_scale_events():
+    loop, g, _, (a,), clock = setup(policy(behavior=LIMITED), [FakeTarget("a", 4)], cpu={"a": 140}, dry_run=True)
+    for _ in range(4):
+        report = loop.tick(g)
+        assert report.targets[0].desired == 8 and report.targets[0].reasons == Reason.METRIC_UP
+        clock.advance(15)
+    assert a.write_calls == 0 and np.all(np.nan_to_num(g.state.up_v) == 0)
+
+
 def test_a_follower_neither_reads_nor_writes_and_reloads_state_when_it_leads():
     lease = FakeLease(leader=False)
     store = MemoryStore()

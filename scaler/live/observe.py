@@ -1,0 +1,94 @@
+"""Step 1 of a tick: read every target's replica counts and every metric (one query per metric for all
+targets), concurrently; a failure costs the target or the metric it hit, never the tick."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaler.errors import PermanentError, ProviderError, ScalerError
+from scaler.policy.model import Metric
+from scaler.sources.base import MetricSource
+from scaler.targets.base import Replicas, ScaleTarget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a tick saw, per target in column order."""
+
+    reads: tuple[Replicas | ProviderError, ...]  # each target's counts, or why they could not be read
+    read_ok: np.ndarray  # bool
+    current: np.ndarray  # the count the decision starts from (a target not read: its last known count)
+    ready: np.ndarray
+    observed: np.ndarray  # (metrics, targets), NaN = no data (and for every target not read)
+    query_errors: dict[str, str]  # metric name -> why its query failed
+
+
+def observe(
+    targets: Sequence[ScaleTarget],
+    labels: Sequence[str],
+    metrics: Sequence[Metric],
+    *,
+    target_label: str,
+    known: np.ndarray,
+    floor: int,
+    source: MetricSource,
+    now: float,
+    call: Callable,
+    pool: Executor,
+) -> Observation:
+    """Read targets and metrics together. A target that cannot be read keeps its last known count (`known`,
+    else the policy minimum `floor`) and gets no data, so it is held and nothing is written to it.
+    `call(fn)` runs a provider call with the shared retry policy."""
+    reads_f = [pool.submit(_read_one, t, call) for t in targets]
+    observed, errors = _read_metrics(metrics, labels, target_label, source, now, pool)
+    reads = tuple(f.result() for f in reads_f)
+    ok = np.array([isinstance(r, Replicas) for r in reads], dtype=bool)
+    current = np.array([r.desired if isinstance(r, Replicas) else np.nan for r in reads], dtype=float)
+    ready = np.array([r.ready if isinstance(r, Replicas) else np.nan for r in reads], dtype=float)
+    current = np.where(ok, current, np.where(np.isnan(known), floor, known))
+    ready = np.where(ok, ready, current)
+    observed[:, ~ok] = np.nan
+    return Observation(reads, ok, current, ready, observed, errors)
+
+
+def _read_one(t: ScaleTarget, call: Callable) -> Replicas | ProviderError:
+    try:
+        return call(t.read)
+    except ProviderError as e:
+        return e
+    except Exception as e:  # an adapter bug must cost one target, not the tick
+        log.exception("reading %s failed", t.id)
+        return PermanentError(f"{t.id}: {type(e).__name__}: {e}", code=type(e).__name__)
+
+
+def _read_metrics(metrics: Sequence[Metric], labels: Sequence[str], by: str, source: MetricSource, now: float,
+                  pool: Executor) -> tuple[np.ndarray, dict[str, str]]:
+    """(metrics, targets) values, NaN where a query failed or returned nothing for a target."""
+    observed = np.full((len(metrics), len(labels)), np.nan)
+    column = {label: j for j, label in enumerate(labels)}
+    errors: dict[str, str] = {}
+
+    def one(m: Metric):
+        try:
+            return source.query(m.query, by=by, now=now)
+        except ScalerError as e:
+            return e
+
+    # The queries go out together: a tick waits for the slowest one, not for their sum.
+    for i, (m, got) in enumerate(zip(metrics, pool.map(one, metrics), strict=True)):
+        if isinstance(got, Exception):
+            errors[m.name] = str(got)
+            continue
+        row = observed[i]
+        for label, value in got.items():
+            j = column.get(label)
+            if j is not None:
+                row[j] = value
+    return observed, errors
