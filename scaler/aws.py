@@ -10,9 +10,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from scaler.errors import PermanentError, ProviderError, TransientError
+from scaler.yamlio import Strict
 
 # Codes AWS uses for "slow down" or "try again". Matched exactly; message text is never read.
 TRANSIENT_CODES = frozenset(
@@ -50,10 +51,8 @@ class AwsSettings:
     read_timeout: float = 15.0  # seconds to wait for a response
 
 
-class AwsSection(BaseModel):
+class AwsSection(Strict):
     """The `aws` section of a config file: where AWS calls go."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     region: str = Field("us-east-1", description="AWS region for runbook actions")
     endpoint_url: str | None = Field(None, description="One endpoint for all AWS clients (a test server)")

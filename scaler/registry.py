@@ -19,17 +19,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from scaler.errors import ConfigError, Problem
-from scaler.yamlio import problems_from
+from scaler.yamlio import Strict, problems_from
 
 
-class ProviderConfig(BaseModel):
-    """Base of every provider's config section. Unknown keys are errors, so a typo cannot be silently
-    ignored; a parsed config is frozen. A provider narrows `kind` to its own Literal and implements build."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ProviderConfig(Strict):
+    """Base of every provider's config section (strict and frozen). A provider narrows `kind` to its own
+    Literal and implements build."""
 
     kind: str = Field(description="Which provider: one of the keys of its registry")
 

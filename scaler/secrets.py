@@ -74,6 +74,13 @@ def _read_file(path: Path) -> str:
         raise SecretUnavailable(f"{path} is not UTF-8 text") from None
 
 
+def one_place(model: object, name: str) -> None:
+    """The config rule for a secret's place: exactly one of `<name>_env` and `<name>_file` is set on `model`
+    (a pydantic model's after-validator calls this; the ValueError becomes a field problem)."""
+    if (getattr(model, f"{name}_env") is None) == (getattr(model, f"{name}_file") is None):
+        raise ValueError(f"set exactly one of {name}_env or {name}_file")
+
+
 def is_reference(value: object) -> bool:
     """'env:NAME' or 'file:/path': where a secret is, written where its value would otherwise go."""
     return isinstance(value, str) and value.startswith(PREFIXES)

@@ -6,11 +6,18 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from scaler.errors import ConfigError, Problem
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors (a typo must not be silently ignored), and a
+    parsed config is frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def field_path(loc: tuple) -> str:

@@ -1,9 +1,7 @@
-"""One registry shape for every provider folder, the shared by-kind parser, and no import cycle in scaler/."""
+"""One registry shape for every provider folder, and the shared by-kind parser."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -19,7 +17,6 @@ from scaler.store.base import LeaseConfig, StoreConfig
 from scaler.store.registry import LEASES, STORES
 from scaler.targets.base import TargetConfig
 from scaler.targets.registry import KINDS
-from tests.conftest import ROOT
 
 REGISTRIES = {"sources": (SOURCES, SourceConfig), "targets": (KINDS, TargetConfig), "stores": (STORES, StoreConfig),
               "leases": (LEASES, LeaseConfig)}
@@ -92,73 +89,3 @@ def test_parse_raises_one_config_error_naming_the_source() -> None:
 def test_a_config_of_no_provider_cannot_build() -> None:
     with pytest.raises(NotImplementedError, match=r"ProviderConfig \(kind 'small'\) is not a registered provider"):
         ProviderConfig(kind="small").build(None)
-
-
-def imports(root: Path) -> dict[str, set[str]]:
-    """module -> the scaler modules it imports anywhere (top level, functions, TYPE_CHECKING blocks)."""
-    files = {}
-    for f in (root / "scaler").rglob("*.py"):
-        parts = f.relative_to(root).with_suffix("").parts
-        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
-
-    def known(name: str) -> str | None:  # scaler.targets.base.KIND -> scaler.targets.base
-        while name and name not in files:
-            name = name.rpartition(".")[0]
-        return name or None
-
-    graph: dict[str, set[str]] = {m: set() for m in files}
-    for module, f in files.items():
-        package = module.split(".") if f.name == "__init__.py" else module.split(".")[:-1]
-        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
-                names = [base, *(f"{base}.{a.name}" for a in node.names)]
-            else:
-                continue
-            graph[module] |= {m for n in names if (m := known(n)) is not None and m != module}
-    return graph
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan): each one is an import cycle."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while not component or component[-1] != v:
-                component.append(stack.pop())
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in graph:
-        if v not in index:
-            visit(v)
-    return found
-
-
-def test_no_import_cycle_in_the_package_and_no_provider_imports_its_registry() -> None:
-    graph = imports(ROOT)
-    assert cycles(graph) == []
-    back = [m for m in graph for folder in ("sources", "targets", "store")
-            if m.startswith(f"scaler.{folder}.") and f"scaler.{folder}.registry" in graph[m]]
-    assert back == []
-
-
-def test_the_cycle_check_finds_a_cycle() -> None:
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

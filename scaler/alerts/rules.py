@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from datetime import UTC
 from typing import Annotated, Any, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from scaler import template
 from scaler.alerts.payload import Alert
+from scaler.yamlio import Strict
 
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=128)]
@@ -45,11 +46,7 @@ def render_params(params: Mapping[str, str], alert: Alert, receiver: str) -> dic
     return {k: str(template.render(v, scope, missing=_absent, grammar=ALERT)) for k, v in params.items()}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Action(_Strict):
+class Action(Strict):
     """A runbook to start and how: right away, or as a pending run that someone must approve."""
 
     runbook: Name = Field(description="Runbook name (a file <name>.yaml in the runbooks directory)")

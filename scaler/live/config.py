@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from scaler import secrets
 from scaler import yamlio as cfgio
@@ -26,16 +26,13 @@ from scaler.store.registry import LEASES, STORES
 from scaler.targets.base import TargetConfig
 from scaler.targets.registry import KINDS
 from scaler.units import PositiveSeconds, split_listen
+from scaler.yamlio import Strict
 
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PolicyEntry(_Strict):
+class PolicyEntry(Strict):
     """One policy and the targets it scales; each target is matched to query results by one label."""
 
     policy: Path = Field(description="Policy YAML file (or HPA manifest), relative to this config")
@@ -45,14 +42,14 @@ class PolicyEntry(_Strict):
                                           "target_label), `kind`, and that kind's fields")
 
 
-class KubernetesSection(_Strict):
+class KubernetesSection(Strict):
     in_cluster: bool | None = Field(None, description="None: in-cluster when running in a pod, else kubeconfig")
     kubeconfig: Path | None = Field(None, description="kubeconfig file (default $KUBECONFIG, ~/.kube/config)")
     context: str | None = Field(None, description="kubeconfig context")
     timeout: PositiveSeconds = Field(10.0, description="Seconds per API request")
 
 
-class RetrySection(_Strict):
+class RetrySection(Strict):
     """Retries of provider calls (target reads and writes) on throttling, 5xx and connection errors."""
 
     attempts: int = Field(4, ge=1, le=20, description="Tries per call, the first included")
@@ -60,7 +57,7 @@ class RetrySection(_Strict):
     max_delay: PositiveSeconds = Field(5.0, description="Cap on one delay, seconds")
 
 
-class NotifySection(_Strict):
+class NotifySection(Strict):
     """A Slack-compatible incoming webhook. The URL embeds a credential: it never goes in this file."""
 
     name: str = Field(description="Channel name for logs (the URL is never logged)")
@@ -78,12 +75,11 @@ class NotifySection(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> NotifySection:
-        if (self.url_env is None) == (self.url_file is None):
-            raise ValueError("set exactly one of url_env or url_file")
+        secrets.one_place(self, "url")
         return self
 
 
-class RunbooksSection(_Strict):
+class RunbooksSection(Strict):
     """Where health-rule events start runbooks, through the same trigger rules as `scaler serve`."""
 
     dir: Path = Field(description="Directory of runbook YAML files")
@@ -100,7 +96,7 @@ class RunbooksSection(_Strict):
         return check_rules(rules)
 
 
-class RunConfig(_Strict):
+class RunConfig(Strict):
     """The `scaler run` config. Relative paths are relative to the config file's directory."""
 
     listen: str = Field("127.0.0.1:9464", description="host:port for /metrics, /healthz, /readyz")

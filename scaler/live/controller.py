@@ -17,7 +17,7 @@ from scaler.live.config import Loaded
 from scaler.live.decisionlog import DecisionLog
 from scaler.live.loop import Group, HealthEvent, Loop
 from scaler.live.metrics import LoopMetrics
-from scaler.live.notify import Channel, Notifier
+from scaler.notify import Channel, Notifier
 from scaler.server.http import Server
 from scaler.targets.base import KubeSettings, TargetContext
 from scaler.units import split_listen

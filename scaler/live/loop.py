@@ -32,9 +32,9 @@ from scaler.live.decisionlog import DecisionLog
 from scaler.live.health import Bound, HealthEvent, HealthRule, bind, evaluate
 from scaler.live.metrics import LoopMetrics
 from scaler.live.notices import Memory, notices
-from scaler.live.notify import Notifier
 from scaler.live.observe import observe
 from scaler.live.telemetry import Telemetry
+from scaler.notify import Notifier
 from scaler.policy.model import Policy
 from scaler.sources.base import MetricSource
 from scaler.store.base import Lease, StateStore

@@ -11,7 +11,7 @@ import numpy as np
 from scaler.decision.reasons import Reason, describe
 from scaler.live.apply import TargetOutcome
 from scaler.live.health import HealthEvent
-from scaler.live.notify import Message
+from scaler.notify import Message
 
 _NO_DATA = int(Reason.NO_DATA)
 

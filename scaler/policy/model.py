@@ -9,14 +9,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scaler.units import PositiveSeconds, Seconds
+from scaler.yamlio import Strict
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=128)]
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo in a policy must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MetricKind(StrEnum):

@@ -5,23 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from scaler.errors import ConfigError, Problem
 from scaler.runbook.checks import check
 from scaler.secrets import is_reference
 from scaler.units import PositiveSeconds, Seconds
-from scaler.yamlio import read_yaml, validate
+from scaler.yamlio import Strict, read_yaml, validate
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
 RunbookName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=128)]
 OnFailure = Literal["abort", "continue", "rollback"]
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo in a runbook must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RetrySpec(Strict):

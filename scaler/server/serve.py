@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from scaler import secrets
 from scaler.alerts.dispatch import Dispatcher, TriggerMetrics
@@ -22,7 +22,7 @@ from scaler.errors import ConfigError, Problem, ScalerError
 from scaler.runbook.service import RunbookService
 from scaler.server.http import Server, Webhook
 from scaler.units import PositiveSeconds, split_listen
-from scaler.yamlio import load
+from scaler.yamlio import Strict, load
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,7 @@ MIN_TOKEN_CHARS = 16  # a short shared secret is guessable; `openssl rand -hex 3
 WARM_SERVICES = ("route53", "elbv2", "ssm", "autoscaling", "ecs", "secretsmanager")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WebhookSection(_Strict):
+class WebhookSection(Strict):
     """Where Alertmanager posts and where the bearer token comes from (never the config file itself)."""
 
     path: str = Field("/alertmanager", pattern=r"^/[A-Za-z0-9/_.-]*$", description="URL path of the webhook")
@@ -54,12 +50,11 @@ class WebhookSection(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> WebhookSection:
-        if (self.token_env is None) == (self.token_file is None):
-            raise ValueError("set exactly one of token_env or token_file")
+        secrets.one_place(self, "token")
         return self
 
 
-class ServeConfig(_Strict):
+class ServeConfig(Strict):
     """The `scaler serve` config. Relative paths are relative to the config file's directory."""
 
     listen: str = Field("127.0.0.1:9464", description="host:port to bind; port 0 picks a free port")

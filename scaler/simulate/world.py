@@ -7,19 +7,18 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from scaler.simulate.closedloop import world_metrics
 from scaler.units import Seconds
+from scaler.yamlio import Strict
 
 # p95 of an exponential sojourn time is ln(20) = 3.0 times its mean.
 P95_FACTOR = math.log(20.0)
 
 
-class World(BaseModel):
+class World(Strict):
     """Model parameters, reported in summary.json so a result can be reproduced."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     startup_delay: Seconds = Field(60.0, description="Seconds from requesting a replica to it serving")
     lag: Seconds = Field(30.0, description="Seconds the controller's view trails reality (a rate window)")

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
@@ -21,6 +21,7 @@ from scaler import secrets
 from scaler.errors import ConfigError, PermanentError, Problem, TransientError
 from scaler.sources.base import SourceConfig, SourceContext
 from scaler.units import PositiveSeconds
+from scaler.yamlio import Strict
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,7 @@ SECTION = "prometheus"  # where this config sits in the controller config; Confi
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BasicAuth(_Strict):
+class BasicAuth(Strict):
     """HTTP basic auth; the password comes from the environment or a file, never the config itself."""
 
     username: str = Field(min_length=1, description="User name sent with every query")
@@ -46,8 +43,7 @@ class BasicAuth(_Strict):
 
     @model_validator(mode="after")
     def _one_password(self) -> BasicAuth:
-        if (self.password_env is None) == (self.password_file is None):
-            raise ValueError("set exactly one of password_env or password_file")
+        secrets.one_place(self, "password")
         return self
 
 

@@ -7,16 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from scaler.clock import Clock
 from scaler.runbook.records import ProviderCall
+from scaler.yamlio import Strict
 
 
-class Inputs(BaseModel):
+class Inputs(Strict):
     """Base of every action's inputs: unknown keys are errors, so a typo cannot be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 I = TypeVar("I", bound=Inputs)  # noqa: E741

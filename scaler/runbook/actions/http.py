@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from scaler.errors import TransientError
-from scaler.live.notify import slack_payload
+from scaler.notify import slack_payload
 from scaler.runbook.actions.base import Action, ActionContext, Inputs, call, read
 from scaler.runbook.errors import StepTimeout
 from scaler.runbook.records import ProviderCall
