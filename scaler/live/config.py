@@ -100,7 +100,7 @@ class RunConfig(Strict):
     """The `scaler run` config. Relative paths are relative to the config file's directory."""
 
     listen: str = Field("127.0.0.1:9464", description="host:port for /metrics, /healthz, /readyz")
-    prometheus: dict[str, Any] = Field(description="url, timeout, stale_after and auth (see README)")
+    prometheus: dict[str, Any] = Field(description="url, timeout, stale_after and auth (docs/live-loop.md)")
     state: dict[str, Any] = Field({"kind": "sqlite", "path": "scaler-state.db"},
                                   description="Where decision state persists: sqlite (path) or dynamodb (table)")
     lease: dict[str, Any] = Field({"kind": "solo"},
