@@ -170,8 +170,8 @@ def serving(cfg: ServeConfig, token: str, *, source: str | Path = "serve config"
     except OSError as e:
         dispatcher.close()
         raise ScalerError(f"cannot listen on {listen or cfg.listen}: {e.strerror or e}") from e
-    server.start()
     try:
+        server.start()
         yield Serving(server, dispatcher, service)
     finally:
         closing.set()

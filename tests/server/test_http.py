@@ -195,7 +195,7 @@ def test_oversized_body_gets_413(app: App) -> None:
 def test_missing_content_length_gets_411(app: App) -> None:
     with socket.create_connection(("127.0.0.1", app.server.port), timeout=5) as s:
         s.sendall(f"POST /alertmanager HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
-        assert s.recv(100).startswith(b"HTTP/1.0 411")
+        assert s.recv(100).startswith(b"HTTP/1.1 411")
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility(app: App) -> None:
