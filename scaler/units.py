@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -12,14 +13,32 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from a number (already seconds) or a Prometheus-style string such as "1m30s"."""
-    if isinstance(value, bool):
+    """Seconds from a number (already seconds) or a Prometheus-style string such as "1m30s".
+
+    Always finite: YAML's `.inf`, "1e400" or a 400-digit number is an error, since no wait, window or
+    interval may be endless.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("a duration must be a number of seconds or a string like '15s', '5m'")
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError("a duration must be a number of seconds or a string like '15s', '5m'")
-    text = value.strip()
+    try:
+        seconds = _spelled(value.strip()) if isinstance(value, str) else float(value)
+    except OverflowError:  # float() of an int beyond 1.8e308
+        seconds = math.inf
+    if seconds is None:
+        raise ValueError(f"cannot read {_shown(value)} as a duration (use e.g. '300ms', '15s', '5m', '1h30m')")
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds, got {_shown(value)}")
+    return seconds
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """repr(value) for a message, cut short: a 400-digit number is not worth quoting in full."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _spelled(text: str) -> float | None:
+    """Seconds from "90", "1.5" or "1m30s"; None if `text` is neither."""
     try:
         return float(text)
     except ValueError:
@@ -30,9 +49,7 @@ def parse_duration(value: object) -> float:
             break
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"cannot read {value!r} as a duration (use e.g. '300ms', '15s', '5m', '1h30m')")
-    return total
+    return total if text and pos == len(text) else None
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]

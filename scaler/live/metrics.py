@@ -30,6 +30,9 @@ class LoopMetrics:
                                      ["policy", "metric"], registry=r)
         self.missing = Gauge("scaler_metric_missing_targets", "Targets with no fresh value for the metric",
                              ["policy", "metric"], registry=r)
+        self.rejected = Counter("scaler_metric_rejected_total", "Readings outside their metric kind's range "
+                                "(negative, not finite, above its ceiling), treated as no data for that target",
+                                ["policy", "metric"], registry=r)
         self.target_errors = Counter("scaler_target_errors_total", "Target reads/writes that failed after retries",
                                      ["policy", "target", "operation", "error"], registry=r)
         self.writes = Counter("scaler_scale_writes_total", "Replica counts written to targets",

@@ -1,5 +1,6 @@
 """Step 1 of a tick: read every target's replica counts and every metric (one query per metric for all
-targets), concurrently; a failure costs the target or the metric it hit, never the tick."""
+targets), concurrently; a failure costs the target or the metric it hit, never the tick. A reading outside its
+metric kind's range (negative, absurdly large, not finite) is no data for that target, and is reported."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """A reading that cannot be a load (scaler.policy.model.VALID_RANGE), turned into no data for its target."""
+
+    metric: str
+    target: str  # the target's label value, as the query named it
+    value: float
+    valid: tuple[float, float]  # the range it fell outside
+
+
+@dataclass(frozen=True)
 class Observation:
     """What a tick saw, per target in column order."""
 
@@ -28,6 +39,7 @@ class Observation:
     ready: np.ndarray
     observed: np.ndarray  # (metrics, targets), NaN = no data (and for every target not read)
     query_errors: dict[str, str]  # metric name -> why its query failed
+    rejected: tuple[Rejected, ...] = ()  # readings outside their kind's range, now NaN in `observed`
 
 
 def observe(
@@ -48,6 +60,7 @@ def observe(
     `call(fn)` runs a provider call with the shared retry policy."""
     reads_f = [pool.submit(_read_one, t, call) for t in targets]
     observed, errors = _read_metrics(metrics, labels, target_label, source, now, pool)
+    rejected = _reject_out_of_range(metrics, labels, observed)
     reads = tuple(f.result() for f in reads_f)
     ok = np.array([isinstance(r, Replicas) for r in reads], dtype=bool)
     current = np.array([r.desired if isinstance(r, Replicas) else np.nan for r in reads], dtype=float)
@@ -55,7 +68,7 @@ def observe(
     current = np.where(ok, current, np.where(np.isnan(known), floor, known))
     ready = np.where(ok, ready, current)
     observed[:, ~ok] = np.nan
-    return Observation(reads, ok, current, ready, observed, errors)
+    return Observation(reads, ok, current, ready, observed, errors, rejected)
 
 
 def _read_one(t: ScaleTarget, call: Callable) -> Replicas | ProviderError:
@@ -90,5 +103,31 @@ def _read_metrics(metrics: Sequence[Metric], labels: Sequence[str], by: str, sou
         for label, value in got.items():
             j = column.get(label)
             if j is not None:
-                row[j] = value
+                row[j] = _number(value)
     return observed, errors
+
+
+def _reject_out_of_range(metrics: Sequence[Metric], labels: Sequence[str],
+                         observed: np.ndarray) -> tuple[Rejected, ...]:
+    """Set every reading outside its kind's range to NaN in place, and say which they were.
+
+    Utilization 1e308 on 5 replicas would ask for 50 and then overflow the decision log; -10 % would ask for 2.
+    Neither is load, so the target gets what any missing reading gets: a hold (or the fallback), never a scale.
+    NaN was already no data and is not reported again.
+    """
+    rejected: list[Rejected] = []
+    for i, m in enumerate(metrics):
+        low, high = m.kind.valid_range
+        row = observed[i]
+        bad = np.flatnonzero(~np.isnan(row) & ~((row >= low) & (row <= high)))
+        rejected += [Rejected(m.name, labels[j], float(row[j]), (low, high)) for j in bad.tolist()]
+        row[bad] = np.nan
+    return tuple(rejected)
+
+
+def _number(value: float) -> float:
+    """The reading as a float; an integer beyond float range is infinite (and so out of range), not a crash."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")

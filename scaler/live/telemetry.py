@@ -18,10 +18,12 @@ from scaler.live.apply import TargetOutcome
 from scaler.live.decisionlog import DecisionLog
 from scaler.live.health import HealthEvent
 from scaler.live.metrics import LoopMetrics
-from scaler.live.observe import Observation
+from scaler.live.observe import Observation, Rejected
 from scaler.store.base import StateStore
 
 log = logging.getLogger(__name__)
+
+_SHOWN = 10  # rejected readings named in one warning; a thousand broken targets make one line, not a thousand
 
 
 class Telemetry:
@@ -55,6 +57,7 @@ class Telemetry:
         if seen.query_errors:
             log.warning("policy %s: metric queries failed, holding where data is missing: %s", policy,
                         "; ".join(f"{k}: {v}" for k, v in seen.query_errors.items()), extra={"policy": policy})
+        self._rejected(policy, seen.rejected)
 
     def decided(self, policy: str, seconds: float) -> None:
         if self.metrics:
@@ -129,6 +132,22 @@ class Telemetry:
             self.metrics.tick_seconds.labels(policy=policy).observe(seconds)
             if not query_errors:
                 self.metrics.last_success.labels(policy=policy).set(now)
+
+    def _rejected(self, policy: str, rejected: Sequence[Rejected]) -> None:
+        """One warning per metric per tick naming its rejected readings (the first few of many targets), and
+        the count on scaler_metric_rejected_total."""
+        by_metric: dict[str, list[Rejected]] = {}
+        for r in rejected:
+            by_metric.setdefault(r.metric, []).append(r)
+        for metric, rs in by_metric.items():
+            low, high = rs[0].valid
+            shown = ", ".join(f"{r.target}={r.value:g}" for r in rs[:_SHOWN])
+            more = f" and {len(rs) - _SHOWN} more" if len(rs) > _SHOWN else ""
+            log.warning("policy %s: metric %s: %d reading(s) outside %g..%g treated as no data: %s%s",
+                        policy, metric, len(rs), low, high, shown, more,
+                        extra={"policy": policy, "metric": metric})
+            if self.metrics:
+                self.metrics.rejected.labels(policy=policy, metric=metric).inc(len(rs))
 
     def _target_error(self, policy: str, target: str, operation: str, error: ProviderError) -> None:
         if self.metrics:

@@ -6,12 +6,40 @@ import math
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from scaler.units import PositiveSeconds, Seconds
+from scaler.units import PositiveSeconds, Seconds, format_duration
 from scaler.yamlio import Strict
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=128)]
+
+# What a policy may ask for. Each bound keeps one tick's work and memory small whatever the file says;
+# every one is far outside what a working policy uses (the shipped ones: 15-30 s ticks, windows up to 20 min).
+MIN_INTERVAL, MAX_INTERVAL = 1.0, 3600.0
+"""Seconds between decisions: Prometheus rarely has a sample fresher than 1 s (every tick queries every metric
+once, so 1 ms would be a thousand queries a second), and a decision less often than hourly is not autoscaling."""
+MAX_WINDOW = 86400.0
+"""The longest smoothing window, trend lead or panic window, in seconds (24 h): longer than any load pattern a
+window smooths, and than every other look-back of a decision (stabilization 1 h, rate-limit periods 30 min)."""
+MAX_WINDOW_SLOTS = 10_000
+"""The most samples one window may keep per target: its ring is length / interval slots of 8 bytes, so
+10,000 slots is 80 KB per target and metric (24 h at 15 s is 5,760; at a 1 s interval a window may span
+2 h 46 min). A mean, max or percentile reads the whole ring every tick."""
+MAX_METRICS = 16
+"""Metrics per policy: each is one query per tick and one window ring per target."""
+MAX_COUNT = 2**31 - 1
+"""Replica counts and rate-limit values are Kubernetes int32s; every HPA manifest fits."""
+
+
+def _at_most_a_day(seconds: float) -> float:
+    if seconds > MAX_WINDOW:
+        raise ValueError(f"must be at most {_duration(MAX_WINDOW)}, got {_duration(seconds)}")
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    """'1d', '90s', '1ms' for messages; past a century, where days stop reading well, '1e+20 s'."""
+    return format_duration(seconds) if seconds < 100 * 365 * 86400 else f"{seconds:g} s"
 
 
 class MetricKind(StrEnum):
@@ -20,8 +48,35 @@ class MetricKind(StrEnum):
     error_rate = "error_rate"  # fraction of requests that fail, 0..1
     gauge = "gauge"  # a total unaffected by replicas, e.g. queue length; target is per replica
 
+    @property
+    def valid_range(self) -> tuple[float, float]:
+        """(lowest, highest) value an observation of this kind can take; outside it a reading is no data."""
+        return VALID_RANGE[self]
 
-class Window(Strict):
+
+VALID_RANGE: dict[MetricKind, tuple[float, float]] = {
+    # Per-replica averages in the metric's own unit: CPU % or requests per replica, but also bytes per replica
+    # (an HPA memory AverageValue of 2Gi imports as a utilization target of 2.1e9), so the ceiling is 1e15,
+    # a petabyte per replica, rather than a CPU-sized 1e6 %.
+    MetricKind.utilization: (0.0, 1e15),
+    MetricKind.latency: (0.0, 1e6),  # seconds: 11.6 days; a timestamp or a nanosecond count lands above it
+    MetricKind.error_rate: (0.0, 1.0),  # a fraction of requests
+    MetricKind.gauge: (0.0, 1e15),  # a total such as a queue backlog or consumer lag
+}
+"""The values an observation of each kind can take. A reading outside (negative, above the ceiling, or not
+finite) is a broken query or exporter, not load: the live loop treats it as no data for that target, reports
+it and holds, rather than scaling 5 -> 50 on 1e308 or 5 -> 2 on -10. Every ceiling is far below where the
+decision arithmetic could overflow (1e15 x 2^31 replicas x 10,000 window slots is about 2e28)."""
+
+
+class Section(Strict):
+    """A policy section: besides Strict's rules, every number is finite (NaN and infinity are never a setting:
+    `target: .inf` would read every load as zero and scale down)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class Window(Section):
     """How raw samples are smoothed before deciding."""
 
     type: Literal["last", "ewma", "mean", "max", "percentile", "trend"] = Field(
@@ -30,7 +85,11 @@ class Window(Strict):
         "least-squares line through the window's samples, read `lead` seconds ahead (flat until the samples "
         "reach back half the window; never below 0)",
     )
-    length: Seconds = Field(60.0, description="Window length in seconds; samples older than this are dropped")
+    length: Seconds = Field(
+        60.0,
+        description="Window length in seconds; samples older than this are dropped. At most 24 h, and at most "
+        "10,000 samples at the policy's interval",
+    )
     half_life: Seconds | None = Field(
         None, description="ewma only: seconds for an old sample's weight to halve (default: length / 2)"
     )
@@ -38,8 +97,14 @@ class Window(Strict):
     lead: Seconds | None = Field(
         None,
         description="trend only: seconds after the newest sample to read the fitted line at (default 90: a "
-        "replica's 60 s start-up plus a metric's 30 s lag, how far ahead a scale-up decided now must look)",
+        "replica's 60 s start-up plus a metric's 30 s lag, how far ahead a scale-up decided now must look); "
+        "at most 24 h",
     )
+
+    @field_validator("length", "lead")
+    @classmethod
+    def _lengths(cls, seconds: float | None) -> float | None:
+        return None if seconds is None else _at_most_a_day(seconds)
 
     @model_validator(mode="after")
     def _check(self) -> Window:
@@ -54,6 +119,15 @@ class Window(Strict):
         return self
 
     @property
+    def ringed(self) -> bool:
+        """Whether the window keeps its samples (a ring of slots); last and ewma keep one number."""
+        return self.type in ("mean", "max", "percentile", "trend")
+
+    def slots(self, interval: float) -> int:
+        """Samples the window keeps per target at this tick interval (20 min at 15 s -> 80); 1 without a ring."""
+        return max(1, int(math.ceil(self.length / interval))) if self.ringed else 1
+
+    @property
     def effective_half_life(self) -> float:
         return self.half_life if self.half_life is not None else max(self.length / 2, 1e-9)
 
@@ -66,18 +140,23 @@ class Window(Strict):
         return self.lead if self.lead is not None else 90.0
 
 
-class Metric(Strict):
+class Metric(Section):
     """One signal and the value it should sit at."""
 
     name: Name = Field(description="Name used in reports and in recorded-metrics columns")
     query: str | None = Field(
         None, description="PromQL for the live loop, aggregated `by` the target label; not needed to simulate"
     )
-    kind: MetricKind = Field(MetricKind.utilization, description="How the metric responds to replicas")
+    kind: MetricKind = Field(
+        MetricKind.utilization,
+        description="How the metric responds to replicas. It also sets which readings are data: utilization "
+        "and gauge 0 to 1e15, latency 0 to 1e6 s, error_rate 0 to 1; a reading outside (or not finite) is no "
+        "data for that target, reported and never acted on",
+    )
     target: float = Field(
         gt=0,
         description="Value to hold: utilization in the metric's own unit (e.g. 70 for 70 % CPU), latency in "
-        "seconds, error rate as a fraction, gauge as the amount one replica handles",
+        "seconds, error rate as a fraction, gauge as the amount one replica handles; within the kind's range",
     )
     scale_up_above: float | None = Field(
         None, description="Scale up when the smoothed value is above this (default: target * 1.1)"
@@ -89,6 +168,9 @@ class Metric(Strict):
 
     @model_validator(mode="after")
     def _band(self) -> Metric:
+        high = self.kind.valid_range[1]
+        if self.target > high:
+            raise ValueError(f"target ({self.target:g}) is above the highest {self.kind} reading ({high:g})")
         up, down = self.up_threshold, self.down_threshold
         if down > up:
             raise ValueError(f"scale_down_below ({down:g}) must not exceed scale_up_above ({up:g})")
@@ -103,11 +185,13 @@ class Metric(Strict):
         return self.scale_down_below if self.scale_down_below is not None else self.target * 0.9
 
 
-class RatePolicy(Strict):
+class RatePolicy(Section):
     """At most `value` pods (or percent of the replicas at the period's start) per `period`."""
 
     type: Literal["pods", "percent"]
-    value: int = Field(gt=0, description="Pods, or percent of the replica count at the period's start")
+    value: int = Field(
+        gt=0, le=MAX_COUNT, description="Pods, or percent of the replica count at the period's start"
+    )
     period: PositiveSeconds = Field(description="Seconds the limit looks back over (HPA: periodSeconds)")
 
     @model_validator(mode="after")
@@ -117,7 +201,7 @@ class RatePolicy(Strict):
         return self
 
 
-class Direction(Strict):
+class Direction(Section):
     """How one direction (up or down) is paced."""
 
     stabilization: Seconds = Field(
@@ -156,14 +240,14 @@ def default_scale_down() -> Direction:
     return Direction(stabilization=300, policies=[RatePolicy(type="percent", value=100, period=15)], select="max")
 
 
-class Behavior(Strict):
+class Behavior(Section):
     scale_up: Direction = Field(default_factory=default_scale_up)
     scale_down: Direction = Field(default_factory=default_scale_down)
 
 
-class Replicas(Strict):
-    min: int = Field(1, ge=0, description="Never fewer replicas than this")
-    max: int = Field(ge=1, description="Never more replicas than this")
+class Replicas(Section):
+    min: int = Field(1, ge=0, le=MAX_COUNT, description="Never fewer replicas than this")
+    max: int = Field(ge=1, le=MAX_COUNT, description="Never more replicas than this (at most 2^31 - 1)")
 
     @model_validator(mode="after")
     def _order(self) -> Replicas:
@@ -172,28 +256,38 @@ class Replicas(Strict):
         return self
 
 
-class Fallback(Strict):
+class Fallback(Section):
     """What to do when metrics cannot be read. Without it: hold the current count."""
 
-    failure_threshold: int = Field(3, ge=1, description="Consecutive ticks with no data before falling back")
+    failure_threshold: int = Field(
+        3, ge=1, le=MAX_COUNT, description="Consecutive ticks with no data before falling back"
+    )
     replicas: int = Field(
         ge=1,
+        le=MAX_COUNT,
         description="Replicas to run while blind; only ever raises the count (never below current or a "
         "healthy metric's recommendation)",
     )
 
 
-class Panic(Strict):
+class Panic(Section):
     """Knative-style burst mode: a short window that can scale up at once and blocks scale-down."""
 
     threshold: float = Field(
         2.0, gt=1, description="Enter panic when short-window load / target reaches this (2.0 = 200 %)"
     )
-    window: PositiveSeconds = Field(6.0, description="Short window in seconds (Knative: 10 % of 60 s)")
+    window: PositiveSeconds = Field(
+        6.0, description="Short window in seconds (Knative: 10 % of 60 s); at most 10,000 samples at the interval"
+    )
     hold: Seconds = Field(60.0, description="Seconds panic lasts after its last trigger (no scale-down)")
 
+    @field_validator("window")
+    @classmethod
+    def _window(cls, seconds: float) -> float:
+        return _at_most_a_day(seconds)
 
-class Slo(Strict):
+
+class Slo(Section):
     """What counts as a violation, used by reports (cost vs. SLO) and the loop's health view."""
 
     latency: Seconds | None = Field(None, description="Max p95 latency in seconds (e.g. 300ms)")
@@ -201,7 +295,7 @@ class Slo(Strict):
     utilization: float | None = Field(None, gt=0, description="Max utilization, in the metric's unit (90 = 90 %)")
 
 
-class Tolerance(Strict):
+class Tolerance(Section):
     """HPA tolerance per direction (v1.33+): ratios within [1 - down, 1 + up] keep the current count."""
 
     up: float = Field(0.1, ge=0, description="Fraction above target tolerated before scaling up")
@@ -217,7 +311,7 @@ class Target(BaseModel):
     name: str = Field(description="The target's name (group, service, deployment)")
 
 
-class Policy(Strict):
+class Policy(Section):
     """One autoscaling policy."""
 
     name: Name = Field(description="Policy name, used in reports")
@@ -228,8 +322,8 @@ class Policy(Strict):
         description="scaler: hysteresis bands per metric; hpa: the Kubernetes HPA algorithm (tolerance)",
     )
     replicas: Replicas
-    interval: PositiveSeconds = Field(15.0, description="Seconds between decisions")
-    metrics: list[Metric] = Field(min_length=1)
+    interval: PositiveSeconds = Field(15.0, description="Seconds between decisions, from 1 s to 1 h")
+    metrics: list[Metric] = Field(min_length=1, max_length=MAX_METRICS)
     behavior: Behavior | None = Field(
         None, description="Stabilization, rate limits, cooldowns; HPA defaults when absent (hpa: legacy path)"
     )
@@ -238,8 +332,20 @@ class Policy(Strict):
     panic: Panic | None = None
     slo: Slo = Field(default_factory=Slo)
 
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, seconds: float) -> float:
+        if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+            raise ValueError(
+                f"must be from {_duration(MIN_INTERVAL)} to {_duration(MAX_INTERVAL)}, got {_duration(seconds)}"
+            )
+        return seconds
+
     @model_validator(mode="after")
     def _check(self) -> Policy:
+        too_long = self._oversized_windows()
+        if too_long:
+            raise ValueError("; ".join(too_long))
         names = [m.name for m in self.metrics]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -251,6 +357,19 @@ class Policy(Strict):
         if self.algorithm == "hpa" and any(d.cooldown for d in self._directions()):
             raise ValueError("cooldown is not part of the HPA algorithm; use stabilization or algorithm: scaler")
         return self
+
+    def _oversized_windows(self) -> list[str]:
+        """A message for each window that would keep more than MAX_WINDOW_SLOTS samples at this interval."""
+        windows = [(f"metrics[{i}].window.length", m.window) for i, m in enumerate(self.metrics)]
+        if self.panic is not None:
+            windows.append(("panic.window", Window(type="mean", length=self.panic.window)))
+        every = _duration(self.interval)
+        return [
+            f"{where}: {_duration(w.length)} at an interval of {every} is {w.slots(self.interval):,} samples "
+            f"per target, more than {MAX_WINDOW_SLOTS:,} (shorten the window or lengthen the interval)"
+            for where, w in windows
+            if w.slots(self.interval) > MAX_WINDOW_SLOTS
+        ]
 
     def _directions(self) -> list[Direction]:
         return [self.behavior.scale_up, self.behavior.scale_down] if self.behavior else []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
@@ -13,7 +15,12 @@ import numpy as np
 
 from scaler.errors import DataError, Problem
 from scaler.recordings.model import (
+    BLOCK,
+    MAX_CELL_CHARS,
     MAX_EPOCH_SECONDS,
+    MAX_FILE_BYTES,
+    MAX_SERIES,
+    MAX_VALUE,
     REPLICAS,
     Problems,
     Recording,
@@ -39,16 +46,36 @@ _DATETIME = re.compile(
 )
 
 
-def read_text(path: Path) -> str:
-    """The file's text (UTF-8, an optional byte-order mark dropped), or a DataError saying why not."""
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, or a DataError saying why not. A file over MAX_FILE_BYTES is refused by its size before
+    it is read (and a pipe or device that keeps giving is cut off one byte past the limit)."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(MAX_FILE_BYTES + 1) if size <= MAX_FILE_BYTES else b""
     except FileNotFoundError:
         raise DataError(str(path), "no such file") from None
-    except UnicodeDecodeError as e:
-        raise DataError(str(path), f"not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise DataError(str(path), f"cannot read: {e.strerror or e}") from None
+    if size > MAX_FILE_BYTES or len(raw) > MAX_FILE_BYTES:
+        shown = f"{size:,} bytes, more" if size > MAX_FILE_BYTES else "more bytes"
+        raise DataError(str(path), f"{shown} than the limit of {MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES >> 20} MiB)")
+    return raw
+
+
+def decode(path: Path, raw: bytes) -> str:
+    """UTF-8 text with an optional byte-order mark dropped and every line ending (CR LF, CR) read as LF, as
+    reading a file as text does; or a DataError naming the first byte that is not UTF-8."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(str(path), f"not UTF-8 text (byte {e.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def read_text(path: Path) -> str:
+    """The file's text (UTF-8, an optional byte-order mark dropped), or a DataError saying why not."""
+    return decode(path, read_bytes(path))
 
 
 def load_csv(path: str | PathLike[str], *, metric: str | None = None, target: str | None = None) -> Recording:
@@ -64,6 +91,10 @@ def load_csv(path: str | PathLike[str], *, metric: str | None = None, target: st
     spells x/0 so) is no data too. Every problem (missing header, unreadable timestamps, millisecond epochs,
     non-numeric or negative cells, duplicate rows) is reported at once in one DataError, by file row (the
     header is row 1) and column.
+
+    Sizes are bounded before the memory they need is taken (scaler.recordings.model): a file over 64 MiB is
+    refused unread, a cell over 256 characters before any cell is parsed, a value above 1e15 like a negative
+    one, and more than 32 metric columns, 10,000 targets or 10 M (target, time) cells before the arrays.
     """
     rec, had_value = read_csv(Path(path), value_name=metric, target=target)
     if metric is not None and not had_value:
@@ -97,6 +128,8 @@ def read_csv(path: Path, *, value_name: str | None, target: str | None) -> tuple
     body = [rows[i] for i in good]
     row_lines = np.array([lines[i] for i in good], dtype=np.int64)
     cells = list(zip(*body, strict=True)) if body else [() for _ in header]
+    del rows, body
+    _refuse_long_cells(cells, row_lines, header, problems)
 
     times = _parse_times(cells[roles.timestamp], row_lines, header[roles.timestamp], problems)
     metrics = {
@@ -109,24 +142,17 @@ def read_csv(path: Path, *, value_name: str | None, target: str | None) -> tuple
         else _parse_numbers(cells[roles.replicas], row_lines, header[roles.replicas], problems)
     )
     if roles.target is None:
-        names = np.full(len(body), target or DEFAULT_TARGET)
+        order_names = [target or DEFAULT_TARGET]
+        target_index = np.where(np.isnan(times), -1, 0)
     else:
-        names = np.char.strip(np.asarray(cells[roles.target], dtype=str))
-        for i in np.flatnonzero(names == ""):
-            problems.add(f"row {row_lines[i]}, column {header[roles.target]!r}", "empty target name")
+        order_names, target_index = _number_targets(
+            cells[roles.target], ~np.isnan(times), row_lines, header[roles.target], problems
+        )
 
-    usable = ~np.isnan(times) & (names != "")
-    usable_at = np.flatnonzero(usable)
-    # targets numbered in order of first appearance, without a Python loop over the rows
-    found, first_row, inverse = np.unique(names[usable_at], return_index=True, return_inverse=True)
-    rank = np.empty(found.size, dtype=np.int64)
-    rank[np.argsort(first_row)] = np.arange(found.size)
-    order_names = [str(n) for n in found[np.argsort(first_row)]]
-    target_index = np.full(names.size, -1, dtype=np.int64)
-    target_index[usable_at] = rank[inverse]
+    usable_at = np.flatnonzero(target_index >= 0)
     for later, first in duplicate_pairs(target_index[usable_at], times[usable_at]):
         row, prev = row_lines[usable_at[later]], row_lines[usable_at[first]]
-        whose = f" for target {str(names[usable_at[later]])!r}" if roles.target is not None else ""
+        whose = f" for target {order_names[target_index[usable_at[later]]]!r}" if roles.target is not None else ""
         problems.add(f"row {row}, column {header[roles.timestamp]!r}", f"duplicate of row {prev}{whose}")
     problems.raise_if_any()
 
@@ -134,7 +160,7 @@ def read_csv(path: Path, *, value_name: str | None, target: str | None) -> tuple
         if target not in order_names:
             shown = ", ".join(repr(n) for n in order_names[:8])
             raise DataError(source, f"no rows for target {target!r} (targets: {shown})")
-        keep = names == target
+        keep = target_index == order_names.index(target)
         order_names, target_index = [target], np.zeros(int(keep.sum()), dtype=np.int64)
         times = times[keep]
         metrics = {name: v[keep] for name, v in metrics.items()}
@@ -202,6 +228,9 @@ def _columns(header: list[str], value_name: str | None, problems: Problems) -> _
         if not name:
             problems.add(where, "empty column name")
             continue
+        if len(name) > MAX_CELL_CHARS:
+            problems.add(where, f"a name of {len(name):,} characters, more than the limit of {MAX_CELL_CHARS}")
+            continue
         key = low if low in (TIMESTAMP, TARGET, REPLICAS, VALUE) else name
         if key in seen:
             problems.add(where, f"column {name!r} repeats column {seen[key] + 1}")
@@ -233,6 +262,9 @@ def _columns(header: list[str], value_name: str | None, problems: Problems) -> _
             roles.metrics[value_name] = seen[VALUE]
     if not roles.metrics and not problems and roles.replicas is None:
         problems.add("row 1", f"no metric columns besides {TIMESTAMP!r}, {TARGET!r} and {REPLICAS!r}")
+    series = len(roles.metrics) + (roles.replicas is not None)
+    if series > MAX_SERIES:
+        problems.add("row 1", f"{series} metric and replicas columns, more than the limit of {MAX_SERIES}")
     return roles
 
 
@@ -245,64 +277,131 @@ def _looks_like_time(cell: str) -> bool:
         return _DATETIME.fullmatch(cell) is not None
 
 
-def _parse_numbers(cells: tuple[str, ...], lines: np.ndarray, column: str, problems: Problems) -> np.ndarray:
-    """Floats from one column: empty, NaN and +Inf cells are NaN; other text and negatives are problems."""
-    text = np.char.strip(np.asarray(cells, dtype=str))
-    blank = text == ""
-    try:
-        # the whole column at once; only a column with a bad cell falls back to one cell at a time
-        values = np.where(blank, "nan", text).astype(np.float64)
-    except ValueError:
-        values = np.full(text.shape, np.nan)
-        for i in np.flatnonzero(~blank):
-            try:
-                values[i] = float(text[i])
-            except ValueError:
-                problems.add(f"row {lines[i]}, column {column!r}", f"not a number: {str(text[i])!r}")
+def _stripped(cells: Sequence[str]) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset, cells stripped of surrounding blanks as a numpy text array) for each BLOCK of a column.
+
+    numpy sizes a text array by its longest cell at 4 bytes a character, so the column is converted a block at
+    a time: a few long cells cost one block's width, not the whole column's.
+    """
+    for at in range(0, max(len(cells), 1), BLOCK):
+        yield at, np.char.strip(np.asarray(cells[at : at + BLOCK], dtype=str))
+
+
+def _refuse_long_cells(
+    columns: Sequence[Sequence[str]], lines: np.ndarray, header: list[str], problems: Problems
+) -> None:
+    """Raise every cell longer than MAX_CELL_CHARS, with the problems found so far, before any cell is parsed."""
+    long = [col for col, cells in enumerate(columns) if cells and max(map(len, cells)) > MAX_CELL_CHARS]
+    for col in long:
+        for i, cell in enumerate(columns[col]):
+            if len(cell) > MAX_CELL_CHARS:
+                problems.add(
+                    f"row {lines[i]}, column {header[col]!r}",
+                    f"a cell of {len(cell):,} characters, more than the limit of {MAX_CELL_CHARS}",
+                )
+    if long:
+        problems.raise_if_any()
+
+
+def _number_targets(
+    cells: Sequence[str], timed: np.ndarray, lines: np.ndarray, column: str, problems: Problems
+) -> tuple[list[str], np.ndarray]:
+    """(target names in order of first appearance, each row's index into them): -1 for a row with no name or
+    no timestamp. An empty name is a problem.
+
+    Numbered a block at a time (np.unique per block, a dict across blocks), never as one wide text array.
+    """
+    order: dict[str, int] = {}
+    index = np.full(len(cells), -1, dtype=np.int64)
+    for at, names in _stripped(cells):
+        for i in np.flatnonzero(names == ""):
+            problems.add(f"row {lines[at + i]}, column {column!r}", "empty target name")
+        usable = np.flatnonzero(timed[at : at + names.size] & (names != ""))
+        found, first_row, inverse = np.unique(names[usable], return_index=True, return_inverse=True)
+        for k in np.argsort(first_row, kind="stable"):
+            order.setdefault(str(found[k]), len(order))
+        codes = np.array([order[str(name)] for name in found], dtype=np.int64)
+        index[at + usable] = codes[inverse]
+    return list(order), index
+
+
+def _parse_numbers(cells: Sequence[str], lines: np.ndarray, column: str, problems: Problems) -> np.ndarray:
+    """Floats from one column: empty, NaN and +Inf cells are NaN; other text, negatives and values above
+    MAX_VALUE are problems."""
+    values = np.full(len(cells), np.nan)
+    for at, text in _stripped(cells):
+        blank = text == ""
+        try:
+            # a block at once; only a block with a bad cell falls back to one cell at a time
+            values[at : at + text.size] = np.where(blank, "nan", text).astype(np.float64)
+        except ValueError:
+            for i in np.flatnonzero(~blank):
+                try:
+                    values[at + i] = float(text[i])
+                except ValueError:
+                    problems.add(f"row {lines[at + i]}, column {column!r}", f"not a number: {str(text[i])!r}")
     with np.errstate(invalid="ignore"):
         negative = np.flatnonzero(values < 0)
+        huge = np.flatnonzero(np.isfinite(values) & (values > MAX_VALUE))
     for i in negative:
-        problems.add(f"row {lines[i]}, column {column!r}", f"negative value {str(text[i])}")
+        problems.add(f"row {lines[i]}, column {column!r}", f"negative value {cells[i].strip()}")
+    for i in huge:
+        problems.add(
+            f"row {lines[i]}, column {column!r}",
+            f"{cells[i].strip()} is above {MAX_VALUE:g}, more than any metric can read",
+        )
     values[np.isposinf(values)] = np.nan
     return values
 
 
-def _parse_times(cells: tuple[str, ...], lines: np.ndarray, column: str, problems: Problems) -> np.ndarray:
+def _parse_times(cells: Sequence[str], lines: np.ndarray, column: str, problems: Problems) -> np.ndarray:
     """Unix seconds from one column; unreadable cells are problems and come back NaN."""
-    text = np.char.strip(np.asarray(cells, dtype=str))
-    try:
-        times = text.astype(np.float64)  # all numeric: epoch seconds
-    except ValueError:
-        times = _common_datetimes(text)
-        if times is None:
-            times = np.array([_one_time(str(c)) for c in text.tolist()], dtype=np.float64)
+    times = _epoch_seconds(cells)  # all numeric: epoch seconds
+    if times is None:
+        times = _common_datetimes(cells)
+    if times is None:
+        times = np.array([_one_time(c) for _, text in _stripped(cells) for c in text.tolist()], dtype=np.float64)
     for i in np.flatnonzero(~np.isfinite(times)):
-        problems.add(f"row {lines[i]}, column {column!r}", _why_not_time(str(text[i])))
+        problems.add(f"row {lines[i]}, column {column!r}", _why_not_time(cells[i].strip()))
     too_big = np.flatnonzero(np.isfinite(times) & (np.abs(np.nan_to_num(times)) > MAX_EPOCH_SECONDS))
     for i in too_big:
         problems.add(
             f"row {lines[i]}, column {column!r}",
-            f"{str(text[i])} looks like milliseconds since the epoch; write seconds (divide by 1000)",
+            f"{cells[i].strip()} looks like milliseconds since the epoch; write seconds (divide by 1000)",
         )
     times[~np.isfinite(times) | (np.abs(times) > MAX_EPOCH_SECONDS)] = np.nan
     return times
 
 
-def _common_datetimes(text: np.ndarray) -> np.ndarray | None:
+def _epoch_seconds(cells: Sequence[str]) -> np.ndarray | None:
+    """The column as numbers, or None if any cell is not one."""
+    times = np.empty(len(cells))
+    try:
+        for at, text in _stripped(cells):
+            times[at : at + text.size] = text.astype(np.float64)
+    except ValueError:
+        return None
+    return times
+
+
+def _common_datetimes(cells: Sequence[str]) -> np.ndarray | None:
     """Unix seconds for a column written all in UTC as 'YYYY-MM-DD HH:MM:SS' or '...T...Z', else None.
 
-    One regular-expression match over the joined column checks every cell, and numpy parses them all at
+    One regular-expression match over each joined block checks every cell, and numpy parses them all at
     once: a 20k-row file takes ~5 ms instead of ~100 ms cell by cell. Anything else (offsets, bad cells)
     returns None and takes the slow path, which also names the bad cells.
     """
-    if not _COMMON.fullmatch("\n".join(text.tolist())):
-        return None
-    try:
-        # microseconds, as fromisoformat keeps; nanoseconds would overflow silently after the year 2262
-        stamps = np.char.rstrip(text, "Z").astype("datetime64[us]")
-    except ValueError:  # matched the shape but not the calendar, e.g. month 13
-        return None
-    return stamps.astype(np.int64) / 1e6
+    times = np.empty(len(cells))
+    for at, text in _stripped(cells):
+        if not _COMMON.fullmatch("\n".join(text.tolist())):
+            return None
+        try:
+            # microseconds, as fromisoformat keeps; nanoseconds would overflow silently after the year 2262
+            stamps = np.char.rstrip(text, "Z").astype("datetime64[us]")
+        except ValueError:  # matched the shape but not the calendar, e.g. month 13
+            return None
+        times[at : at + text.size] = stamps.astype(np.int64) / 1e6
+    return times
 
 
 def _one_time(cell: str) -> float:

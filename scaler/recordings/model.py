@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from scaler.errors import DataError, Problem
+from scaler.policy.model import VALID_RANGE
 
 MAX_PROBLEMS = 20
 """An input with more problems than this lists the first ones and says how many more there were."""
@@ -18,6 +20,31 @@ is a millisecond timestamp, which would otherwise land ~56,000 years in the futu
 
 REPLICAS = "replicas"
 """The reserved name (CSV column, JSON file stem, range query key) of the replicas serving when recorded."""
+
+# What a recording may ask for. Every limit is checked before the memory it guards is allocated, and its error
+# names the file and the limit: a 2-row file spanning 100 years must not become a 3 GB tick grid.
+MAX_CELLS = 10_000_000
+"""The most (target, time) cells a recording may span, on its own time axis or resampled onto a policy's ticks.
+A replay keeps about 200 bytes per cell (the resampled series, the demand, and the timeline of every policy it
+compares), so this is about 2 GB: 14 days of 15 s ticks for 124 targets, or a year of them for 4."""
+MAX_TARGETS = 10_000
+"""Targets (rows of every array) in one recording."""
+MAX_SERIES = 32
+"""Metrics, plus replicas, in one recording: a CSV's value columns, a directory's files."""
+MAX_FILE_BYTES = 64 * 2**20
+"""The largest file read (64 MiB: 3 M rows of `timestamp,value`). Reading a CSV or JSON file costs about 30
+times its size in memory while it is parsed, so this keeps a load within about 2 GB."""
+MAX_CELL_CHARS = 256
+"""The longest CSV cell or JSON value, in characters: a timestamp needs at most 35 and a target name (a
+Kubernetes object) 253. Checked before any cell is parsed; numpy would size a whole column by its longest cell,
+at 4 bytes a character, so one 5 MB cell in 400 rows was an 8 GB array."""
+MAX_VALUE = max(high for _, high in VALID_RANGE.values())
+"""The largest value a recording may hold (1e15, the highest reading of any metric kind). Like a negative value
+it is refused, naming the row, rather than read as no data: a recording is a file its owner can fix, and a
+report whose cost and SLO figures quietly skipped readings would mislead. (The live loop cannot refuse what
+Prometheus answers, so there such a reading is no data for its target, reported.)"""
+BLOCK = 1 << 16
+"""Cells converted at a time: a numpy text array of a block of 256-character cells is at most 64 MB."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +100,22 @@ class Problems:
         if self.count > len(problems):
             problems.append(Problem("", f"and {self.count - len(problems)} more"))
         raise DataError(self.source, problems)
+
+
+def check_size(source: str, *, targets: int, times: int, series: int) -> None:
+    """Raise a DataError naming `source` and the limit if (targets, times, series) arrays would be too big."""
+    problems = Problems(source)
+    if targets > MAX_TARGETS:
+        problems.add("", f"{targets:,} targets, more than the limit of {MAX_TARGETS:,}")
+    if series > MAX_SERIES:
+        problems.add("", f"{series:,} metrics and replicas, more than the limit of {MAX_SERIES:,}")
+    if targets * times > MAX_CELLS:
+        problems.add(
+            "",
+            f"{targets:,} target(s) x {times:,} timestamps = {targets * times:,} cells, more than the limit of"
+            f" {MAX_CELLS:,}",
+        )
+    problems.raise_if_any()
 
 
 def duplicate_pairs(keys: np.ndarray, times: np.ndarray) -> list[tuple[int, int]]:
@@ -140,6 +183,7 @@ def build(
     axis = np.unique(times)  # sorted union of sample times
     if axis.size < 2:
         raise DataError(source, "fewer than two distinct timestamps: a replay needs a span of time")
+    check_size(source, targets=len(targets), times=axis.size, series=len(values) + (replicas is not None))
     col = np.searchsorted(axis, times)
     shape = (len(targets), axis.size)
 
@@ -193,6 +237,7 @@ def merge(source: str, parts: Sequence[Recording]) -> Recording:
     problems.raise_if_any()
 
     axis = np.unique(np.concatenate([p.times for p in parts]))
+    check_size(source, targets=len(targets), times=axis.size, series=len(owner) + (replicas_from is not None))
     row_of = {name: i for i, name in enumerate(targets)}
     metrics: dict[str, np.ndarray] = {}
     replicas: np.ndarray | None = None
@@ -261,16 +306,30 @@ def resample(
     (default: rec.step), i.e. a sample covers [t, t + hold). Past that the point is NaN: a gap is missing
     data, never zero. With 5-min samples and one missing: grid points in the missing 5 minutes are NaN.
     Jittery raw scrapes (spacing 15.002 s around a 15 s step) want a hold slightly above the step.
+
+    A grid of more than MAX_CELLS (targets x ticks) is a DataError, raised before anything is allocated: two
+    samples 100 years apart at a 15 s interval would be 210 M ticks.
     """
-    if not interval > 0:
+    if not (interval > 0 and math.isfinite(interval)):
         raise ValueError(f"interval must be positive seconds, got {interval!r}")
     hold = rec.step if hold is None else float(hold)
     if not hold > 0:
         raise ValueError(f"hold must be positive seconds, got {hold!r}")
     first = rec.start if start is None else float(start)
     stop = rec.end if end is None else float(end)
+    if not (math.isfinite(first) and math.isfinite(stop)):
+        raise ValueError(f"start and end must be finite, got {first!r}, {stop!r}")
     # round before ceil so float noise in (end - start) / interval cannot add a grid point past `end`
     count = max(0, int(np.ceil(round((stop - first) / interval, 9))))
+    cells = len(rec.targets) * count
+    if cells > MAX_CELLS:
+        days = (stop - first) / 86400
+        raise DataError(
+            rec.source,
+            f"resampled every {interval:g} s, its {days:,.1f} days (to one step past the last sample) are"
+            f" {count:,} ticks x {len(rec.targets):,} target(s) = {cells:,} cells, more than the limit of"
+            f" {MAX_CELLS:,}: replay a shorter span or fewer targets, or use a policy with a longer interval",
+        )
     grid = first + interval * np.arange(count, dtype=np.float64)
 
     # last union time at or before each grid point, -1 before the first sample

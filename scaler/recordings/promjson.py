@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -11,9 +12,15 @@ from typing import Any
 import numpy as np
 
 from scaler.errors import DataError
-from scaler.recordings.csvfile import DEFAULT_TARGET, read_csv, read_text
+from scaler.recordings.csvfile import DEFAULT_TARGET, decode, read_bytes, read_csv
 from scaler.recordings.model import (
+    BLOCK,
+    MAX_CELL_CHARS,
+    MAX_CELLS,
     MAX_EPOCH_SECONDS,
+    MAX_SERIES,
+    MAX_TARGETS,
+    MAX_VALUE,
     REPLICAS,
     Problems,
     Recording,
@@ -34,7 +41,9 @@ def load_prometheus_json(
     `result` list (what prometheus-api-client returns). Each series is a target, named by its
     `target_label` label, else by the one label whose value differs between series, else "default" when
     there is a single series. NaN and +Inf values are "no data" (+Inf is what Prometheus answers for x/0 in
-    a ratio query, which says nothing about load); -Inf and other negative values are errors.
+    a ratio query, which says nothing about load); -Inf, other negative values and values above 1e15 are
+    errors. A file nested more than 32 deep or holding more than 10 M samples is refused before it is parsed,
+    and the limits of load_csv apply too.
 
     A directory merges every *.json (one metric each, named by stem) and every *.csv (see load_csv; a
     `value` column is named by the file's stem) on the union of their timestamps; all files must name the
@@ -54,6 +63,10 @@ def load_directory(
     files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in (".json", ".csv"))
     if not files:
         raise DataError(str(path), "no .json or .csv files in the directory")
+    if len(files) > MAX_SERIES:
+        raise DataError(
+            str(path), f"{len(files)} .json and .csv files, more than the limit of {MAX_SERIES} metrics and replicas"
+        )
     problems = Problems(str(path))
     parts: list[Recording] = []
     for f in files:
@@ -73,13 +86,64 @@ def load_directory(
     return require_metrics(rec)
 
 
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of arrays and objects read. A full query_range answer nests 6 deep ({"data": {"result":
+[{"values": [[t, "v"]]}]}}); Python's parser gives up with a RecursionError near 1,000."""
+MAX_JSON_ARRAYS = MAX_CELLS + MAX_TARGETS + 2
+"""Arrays in one file: a [time, "value"] pair per sample, a `values` list per series and the `result` list, for
+at most MAX_CELLS samples. Counted before parsing, since each parsed pair costs about 150 bytes."""
+
+
 def read_json(path: Path) -> Any:
-    """The parsed JSON document in `path`, or a DataError with the line and column where it breaks."""
-    text = read_text(path)
+    """The parsed JSON document in `path`, or a DataError with the line and column where it breaks.
+
+    The nesting depth and the number of arrays are counted on the raw bytes first, so a file that would
+    exhaust the parser's recursion or allocate millions of pairs is refused before it is parsed.
+    """
+    raw = read_bytes(path)
+    depth, arrays = nesting(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise DataError(str(path), f"nested {depth:,} deep, more than the limit of {MAX_JSON_DEPTH}")
+    if arrays > MAX_JSON_ARRAYS:
+        raise DataError(
+            str(path),
+            f"{arrays:,} JSON arrays: more samples than the limit of {MAX_CELLS:,} in one recording",
+        )
+    text = decode(path, raw)
+    del raw
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(str(path), f"line {e.lineno}, column {e.colno}: not valid JSON: {e.msg}") from None
+
+
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_CHUNK = 1 << 24
+
+
+def nesting(raw: bytes) -> tuple[int, int]:
+    """(deepest nesting of arrays and objects, number of arrays) of JSON text, brackets in strings not counted.
+
+    Escapes occur only inside strings, so dropping them (`\\"`, `\\\\`) leaves every string between a pair of
+    quotes; a bracket is outside all strings where an even number of quotes precede it. Vectorized a 16 MB
+    chunk at a time, carrying the open depth and whether a string is open into the next.
+    """
+    raw = _ESCAPE.sub(b"", raw)
+    inside, depth, deepest, arrays = 0, 0, 0, 0
+    for at in range(0, len(raw), _CHUNK):
+        b = np.frombuffer(raw, dtype=np.uint8, count=min(_CHUNK, len(raw) - at), offset=at)
+        # quotes seen so far, mod 2 (a uint8 sum wraps at 256, which keeps the parity)
+        quoted = (np.cumsum(b == ord('"'), dtype=np.uint8) + inside) & 1
+        outside = quoted == 0
+        opens = outside & ((b == ord("[")) | (b == ord("{")))
+        closes = outside & ((b == ord("]")) | (b == ord("}")))
+        arrays += int(np.count_nonzero(outside & (b == ord("["))))
+        steps = np.where(opens[opens | closes], 1, -1)
+        if steps.size:
+            levels = depth + np.cumsum(steps)
+            deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+        inside = int(quoted[-1]) if b.size else inside
+    return deepest, arrays
 
 
 def parse_matrix(doc: Any, *, source: str, metric: str, target_label: str | None = None) -> Recording:
@@ -200,10 +264,10 @@ def _series(
     try:
         # one conversion for the whole series; values are strings ("0.25", "NaN", "+Inf") in the API
         times = np.array([p[0] for p in pairs], dtype=np.float64)
-        values = np.array([p[1] for p in pairs], dtype=str).astype(np.float64)
+        values = _values([p[1] for p in pairs])
         if any(len(p) != 2 for p in pairs):
             raise ValueError("not a pair")
-    except (TypeError, ValueError, IndexError, KeyError):
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError):
         times, values, reported = _series_slowly(pairs, where, problems)
     bad = ~np.isfinite(times)
     for j in np.flatnonzero(bad & ~reported):
@@ -215,14 +279,33 @@ def _series(
         )
     with np.errstate(invalid="ignore"):
         negative = np.flatnonzero(values < 0)
+        huge = np.flatnonzero(np.isfinite(values) & (values > MAX_VALUE))
     for j in negative:
         problems.add(f"{where}, values[{j}]", f"negative value {pairs[j][1]!r}")
+    for j in huge:
+        problems.add(f"{where}, values[{j}]", f"{pairs[j][1]!r} is above {MAX_VALUE:g}, more than any metric can read")
     order = np.argsort(times, kind="stable")
     repeated = np.flatnonzero(np.diff(times[order]) == 0)
     for j in repeated:
         problems.add(f"{where}, values[{order[j + 1]}]", f"repeats the timestamp of values[{order[j]}]")
     values[np.isposinf(values)] = np.nan
     return labels, times, values
+
+
+def _values(raw: list[Any]) -> np.ndarray:
+    """Floats from the API's value strings, a block at a time (numpy sizes a text array by its longest
+    string); a value longer than MAX_CELL_CHARS is a ValueError, left for _series_slowly to name."""
+    values = np.empty(len(raw))
+    for at in range(0, len(raw), BLOCK):
+        block = raw[at : at + BLOCK]
+        try:
+            longest = max(map(len, block), default=0)
+        except TypeError:  # some values are JSON numbers rather than strings: only the strings can be long
+            longest = max((len(v) for v in block if isinstance(v, str)), default=0)
+        if longest > MAX_CELL_CHARS:
+            raise ValueError("a value too long to be a number")
+        values[at : at + len(block)] = np.array(block, dtype=str).astype(np.float64)
+    return values
 
 
 def _series_slowly(pairs: list[Any], where: str, problems: Problems) -> tuple[np.ndarray, ...]:
@@ -234,8 +317,15 @@ def _series_slowly(pairs: list[Any], where: str, problems: Problems) -> tuple[np
         try:
             if isinstance(p, str | bytes) or len(p) != 2:
                 raise ValueError
+            if isinstance(p[1], str) and len(p[1]) > MAX_CELL_CHARS:
+                problems.add(
+                    f"{where}, values[{j}]",
+                    f"a value of {len(p[1]):,} characters, more than the limit of {MAX_CELL_CHARS}",
+                )
+                reported[j] = True
+                continue
             times[j], values[j] = float(p[0]), float(p[1])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             problems.add(f"{where}, values[{j}]", f'expected [seconds, "value"], found {json.dumps(p)[:60]}')
             reported[j] = True
     return times, values, reported

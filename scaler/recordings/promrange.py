@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from scaler.errors import DataError, PermanentError, Problem, TransientError
-from scaler.recordings.model import Recording, merge, require_metrics
+from scaler.recordings.model import MAX_CELLS, MAX_SERIES, Recording, merge, require_metrics
 from scaler.recordings.promjson import parse_matrix
 
 MAX_POINTS = 11_000
@@ -46,8 +47,16 @@ def load_prometheus_range(
     """
     if not queries:
         raise DataError(url, "no queries to fetch")
-    if not step > 0 or not end >= start:
+    if not (step > 0 and end >= start and all(map(math.isfinite, (start, end, step)))):
         raise DataError(url, f"need step > 0 and end >= start (got start={start}, end={end}, step={step})")
+    if len(queries) > MAX_SERIES:
+        raise DataError(url, f"{len(queries)} queries, more than the limit of {MAX_SERIES} metrics and replicas")
+    points = int((end - start) / step + 1e-9) + 1
+    if points > MAX_CELLS:
+        # checked before the first request: each target would add this many cells to the recording
+        raise DataError(
+            url, f"{points:,} points per series (every {step:g} s), more than a recording's limit of {MAX_CELLS:,}"
+        )
     session = requests.Session()
     answers: list[requests.Response] = []
     # the client reports a refusal only as message text; keeping the response lets us classify it by status

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from scaler.clock import FakeClock
 from scaler.decision.reasons import Reason
 from scaler.live.decisionlog import DecisionLog, read_tail
 from scaler.live.health import HealthRule
 from scaler.live.loop import Group, Loop
+from scaler.live.metrics import LoopMetrics
 from scaler.retry import RetryPolicy
 from scaler.store.sqlite import SqliteStore
 from tests.conftest import make_policy
@@ -299,3 +302,62 @@ def test_one_tick_reads_each_metric_once_for_all_targets(n):
     loop.tick(g)
     assert source.queries == 2
     assert np.all(g.state.blind == 0)
+
+
+# -- readings that cannot be load ------------------------------------------------------------------------------
+
+class RawSource(FakeSource):
+    """Answers exactly what it holds, infinities included: an exporter's value passed through unfiltered."""
+
+    def query(self, promql: str, *, by: str, now: float) -> dict[str, float]:
+        self.queries += 1
+        return dict(self.values.get(promql, {}))
+
+
+# (metric, absurd reading for target a, a sane reading for target b)
+ABSURD = [
+    (CPU, 1e308, 60.0),  # was 5 -> 50, then every tick failed writing the decision log
+    (CPU, -10.0, 60.0),  # was 5 -> 1, the minimum
+    (CPU, float("inf"), 60.0),
+    (CPU, float("-inf"), 60.0),
+    (CPU, 1e16, 60.0),  # above the utilization ceiling of 1e15
+    (ERRORS, 1.5, 0.02),  # an error rate is a fraction
+    (ERRORS, -0.1, 0.02),
+]
+
+
+@pytest.mark.parametrize("metric, value, sane", ABSURD, ids=["1e308", "-10", "inf", "-inf", "1e16", "errors 1.5",
+                                                               "errors -0.1"])
+def test_a_reading_outside_its_kind_range_is_no_data_held_logged_and_counted(metric, value, sane, tmp_path, caplog):
+    registry = CollectorRegistry()
+    log = DecisionLog(tmp_path / "decisions.jsonl")
+    pol = policy(metrics=[metric], replicas={"min": 1, "max": 50})
+    a, b = FakeTarget("a", 5), FakeTarget("b", 5)
+    loop, g, _, _, clock = setup(pol, [a, b], log=log)
+    loop.source = RawSource({metric["query"]: {"a": value, "b": sane}})
+    loop.telemetry.metrics = LoopMetrics(registry)
+    caplog.set_level(logging.WARNING, logger="scaler.live.telemetry")
+    for _ in range(3):  # t+0, t+15, t+30: every tick completes and holds a
+        report = loop.tick(g)
+        assert report.targets[0].desired == 5 and report.targets[0].reasons & Reason.NO_DATA
+        assert not report.targets[1].reasons & Reason.NO_DATA  # b's reading is data: a's costs only a
+        clock.advance(15)
+    assert a.write_calls == 0
+    records = [r for r in read_tail(tmp_path / "decisions.jsonl", 10) if r["target"] == "a"]
+    assert len(records) == 3 and all(r["observed"] == {metric["name"]: None} for r in records)
+    warnings = [r.getMessage() for r in caplog.records if "outside" in r.getMessage()]
+    assert len(warnings) == 3 and f"policy p: metric {metric['name']}: 1 reading(s)" in warnings[0]
+    assert f"a={value:g}" in warnings[0] and "b=" not in warnings[0]
+    assert registry.get_sample_value("scaler_metric_rejected_total",
+                                     {"policy": "p", "metric": metric["name"]}) == 3
+
+
+def test_readings_at_the_edges_of_the_range_are_data():
+    pol = policy(metrics=[CPU, ERRORS], replicas={"min": 1, "max": 50})
+    a, b = FakeTarget("a", 5), FakeTarget("b", 5)
+    loop, g, _, _, _ = setup(pol, [a, b])
+    loop.source = RawSource({"cpu": {"a": 0.0, "b": 60.0}, "errors": {"a": 0.0, "b": 1.0}})
+    report = loop.tick(g)
+    # a: 0 % CPU and no errors ask for 1; b: every request failing (1.0) is a reading, and it scales b up
+    assert a.writes == [1] and b.writes and b.writes[0] > 5
+    assert not any(t.reasons & Reason.NO_DATA for t in report.targets)
