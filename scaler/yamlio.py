@@ -43,8 +43,38 @@ def problems_from(err: ValidationError) -> list[Problem]:
     return problems
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    """A key given twice in one mapping."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    PyYAML keeps the last value silently, so `min: 2` ... `min: 1` in one mapping would quietly use 1. Keys
+    brought in by a merge (`<<: *base`) may still be overridden: that is what a merge is for.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        if isinstance(node, yaml.MappingNode):
+            first: dict[object, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: PyYAML's own error for it follows
+                    continue
+                if earlier is not key_node:
+                    raise _DuplicateKey(
+                        problem=f"duplicate key {str(key)!r} (first at line {earlier.start_mark.line + 1})",
+                        problem_mark=key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> object:
-    """Parse a YAML file, or raise ConfigError naming the file and the line."""
+    """Parse a YAML file, or raise ConfigError naming the file and the line (a key given twice included)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -53,12 +83,13 @@ def read_yaml(path: str | Path) -> object:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(path, f"cannot read: {e}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only, no Python objects
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(path, [Problem(where, f"not valid YAML: {problem}")]) from None
+        what = problem if isinstance(e, _DuplicateKey) else f"not valid YAML: {problem}"
+        raise ConfigError(path, [Problem(where, what)]) from None
 
 
 def validate(model: type[M], data: object, source: str | Path) -> M:

@@ -32,7 +32,8 @@ class RunLike(Protocol):
 
 
 class RunStarter(Protocol):
-    """The part of RunbookService the dispatch needs."""
+    """The part of RunbookService the dispatch needs. Parameter values rendered from an alert arrive marked as
+    `Data` (scaler.runbook.origin), which the service never reads as a secret's env:/file: reference."""
 
     def start(
         self,

@@ -15,7 +15,8 @@ from scaler.template import TemplateError
 
 @dataclass(frozen=True)
 class Planned:
-    """One run to start: the runbook, its rendered parameters and the idempotency key."""
+    """One run to start: the runbook, its rendered parameters (alert text in them marked `Data`, never a secret
+    reference) and the idempotency key."""
 
     fingerprint: str
     status: str

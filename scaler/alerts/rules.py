@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from scaler import template
 from scaler.alerts.payload import Alert
+from scaler.runbook.origin import Data
 from scaler.yamlio import Strict
 
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
@@ -18,7 +19,8 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=12
 
 # What a rule's parameter may refer to: "{{ labels.region }}", "{{ annotations.summary }}", "{{ status }}".
 # The same lookups-only engine as runbooks: alert contents come from whoever can post to Alertmanager, so
-# nothing in them is ever evaluated, and a label's text is spliced in as it is, never rendered again.
+# nothing in them is ever evaluated, and a label's text is spliced in as it is, never rendered again (nor read as
+# a secret's reference: see render_params).
 ALERT = template.Grammar(keyed=("labels", "annotations"), bare=("status", "fingerprint", "startsAt", "receiver"))
 
 
@@ -41,9 +43,18 @@ def _absent(expr: str) -> NoReturn:
 
 
 def render_params(params: Mapping[str, str], alert: Alert, receiver: str) -> dict[str, str]:
-    """Fill every parameter's references from one alert; TemplateError names a missing label."""
+    """Fill every parameter's references from one alert; TemplateError names a missing label.
+
+    A value with a reference holds the alert's text, so it is `Data`: never read as a secret's `env:`/`file:`
+    reference, whether the alert gave all of it (`{{ labels.url }}` = "file:/etc/shadow") or a part
+    (`{{ labels.kind }}:{{ labels.name }}`). Only a value written out whole in the rule can be a reference.
+    """
     scope = alert_scope(alert, receiver)
-    return {k: str(template.render(v, scope, missing=_absent, grammar=ALERT)) for k, v in params.items()}
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        text = str(template.render(value, scope, missing=_absent, grammar=ALERT))
+        out[name] = Data(text) if next(template.references(value), None) is not None else text
+    return out
 
 
 class Action(Strict):

@@ -7,12 +7,23 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from scaler.errors import ScalerError
 
 # Piped output (CI logs, files) gets a wide fixed width so tables are not squeezed into 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def say(console: Console, mark: str, style: str, text: str) -> None:
+    """`mark text` on one line, the mark in `style` and the text exactly as it is: never read as markup, so a
+    file named "[bold]web.yaml" or a runbook named "[red]x" is shown, not swallowed as a style."""
+    console.print(Text.assemble((mark, style), " ", text), highlight=False, soft_wrap=True)
+
+
+def error(text: str, console: Console = err) -> None:
+    say(console, "error:", "red", text)
 
 
 def friendly(fn):
@@ -23,7 +34,7 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except ScalerError as e:
-            err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+            error(str(e))
             raise typer.Exit(2) from None
 
     return wrapper

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from scaler.cli.common import err, friendly, out
+from scaler.cli.common import err, friendly, out, say
 
 app = typer.Typer(help="Check and describe policies.", no_args_is_help=True)
 
@@ -27,10 +27,10 @@ def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy YAM
             p = load_policy(f)
         except ConfigError as e:
             failed += 1
-            err.print(f"[red]✗[/red] {e}", highlight=False, soft_wrap=True)
+            say(err, "✗", "red", str(e))
             continue
-        out.print(f"[green]✓[/green] {f}: policy {p.name!r} ({p.algorithm}, {len(p.metrics)} metrics, "
-                  f"replicas {p.replicas.min}-{p.replicas.max})", highlight=False)
+        say(out, "✓", "green", f"{f}: policy {p.name!r} ({p.algorithm}, {len(p.metrics)} metrics, "
+            f"replicas {p.replicas.min}-{p.replicas.max})")
     if failed:
         raise typer.Exit(2)
 

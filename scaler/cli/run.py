@@ -13,7 +13,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from scaler.errors import ConfigError, ScalerError
 
@@ -78,18 +80,20 @@ def _print_reports(reports, loaded) -> None:
 
     for r in reports:
         if not r.leader:
-            out.print(f"{r.policy}: not the leader, nothing decided")
+            out.print(f"{r.policy}: not the leader, nothing decided", markup=False)
             continue
-        table = Table(title=f"{r.policy}" + (f" (metric errors: {', '.join(r.query_errors)})" if r.query_errors
-                                             else ""))
+        title = f"{r.policy}" + (f" (metric errors: {', '.join(r.query_errors)})" if r.query_errors else "")
+        table = Table(title=escape(title))
         for col in ("target", "id", "current", "ready", "desired", "written", "reasons", "error"):
             table.add_column(col)
-        for t in r.targets:
-            table.add_row(t.label, t.id, _s(t.current), _s(t.ready), str(t.desired), "yes" if t.written else "",
-                          describe(t.reasons), t.error or "")
+        for t in r.targets:  # Text cells: a target's label or a provider's message is shown, never styled
+            table.add_row(*(Text(c) for c in (t.label, t.id, _s(t.current), _s(t.ready), str(t.desired),
+                                              "yes" if t.written else "", describe(t.reasons), t.error or "")))
         out.print(table)
         for name, err in r.query_errors.items():
-            out.print(f"  metric {name}: {err}", highlight=False)
+            out.print(f"  metric {name}: {err}", highlight=False, markup=False)
+        if r.save_error is not None:
+            out.print(f"  state not saved: {r.save_error}", highlight=False, markup=False)
 
 
 def _s(x) -> str:
@@ -131,9 +135,9 @@ def status(
             continue
         rec = json.loads(blob)
         when = datetime.fromtimestamp(rec["time"], UTC).isoformat(timespec="seconds")
-        out.print(f"[bold]{p.policy.name}[/bold] at {when}" + (" (dry run)" if rec["dry_run"] else ""))
+        out.print(f"[bold]{escape(p.policy.name)}[/bold] at {when}" + (" (dry run)" if rec["dry_run"] else ""))
         for name, err in rec["query_errors"].items():
-            out.print(f"  metric {name} failed: {err}", highlight=False)
+            out.print(f"  metric {name} failed: {err}", highlight=False, markup=False)
         for t in rec["targets"]:
             if t.get("steps"):
                 line = explain(p.policy, Values.from_json(t["steps"]))
@@ -141,4 +145,4 @@ def status(
                 line = f"{t['current']} -> {t['desired']} [{describe(t['reasons']) or 'NO_CHANGE'}]"
             tail = " (written)" if t["written"] else ""
             tail += f" ERROR: {t['error']}" if t["error"] else ""
-            out.print(f"  {t['label']} ({t['id']}): {line}{tail}", highlight=False, soft_wrap=True)
+            out.print(f"  {t['label']} ({t['id']}): {line}{tail}", highlight=False, soft_wrap=True, markup=False)

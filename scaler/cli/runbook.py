@@ -15,14 +15,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from scaler import logs
 from scaler.aws import AwsSettings
+from scaler.cli.common import error, say
 from scaler.errors import ConfigError, ScalerError
 from scaler.runbook.journal import default_state_dir
 from scaler.runbook.model import load, load_dir
 from scaler.runbook.records import Plan, RunRecord, Trigger
 from scaler.runbook.service import RunbookService
+from scaler.secrets import is_reference
 
 app = typer.Typer(
     help="Disaster-recovery runbooks: validate, plan, run, approve, resume, and inspect runs.",
@@ -61,10 +64,10 @@ def friendly(fn: F) -> F:
         except typer.Exit:
             raise
         except ScalerError as e:
-            err.print(f"[red]error:[/red] {escape(str(e))}")
+            error(str(e), err)
             raise typer.Exit(2) from None
         except Exception as e:  # a bug still gets one line, not a stack dump in an incident
-            err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {escape(str(e))}")
+            error(f"unexpected {type(e).__name__}: {e}", err)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -102,6 +105,18 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
     return params
 
 
+def warn_secrets_by_value(svc: RunbookService, name: str, params: dict[str, str]) -> None:
+    """A secret given as `-p name=value` works, but every local user can read it in the process list: say so
+    (on stderr, so the output stays clean) and name the safe forms."""
+    _, rb = svc.runbook(name)
+    for key, value in params.items():
+        spec = rb.parameters.get(key)
+        if spec is not None and spec.secret and not is_reference(value):
+            say(err, "warning:", "yellow",
+                f"secret parameter {key} is given by value on the command line, where other users can read it "
+                f"in the process list; give it as {key}=env:VARIABLE or {key}=file:/path")
+
+
 def show_run(run: RunRecord, *, as_json: bool = False) -> None:
     if as_json:
         out.print_json(json.dumps(asdict(run), default=str))
@@ -110,7 +125,7 @@ def show_run(run: RunRecord, *, as_json: bool = False) -> None:
     out.print(f"run [bold]{escape(run.id)}[/bold] ({escape(run.runbook)}): [{color}]{run.status}[/{color}]")
     out.print(f"  started by {escape(run.trigger.kind)}/{escape(run.trigger.who)}: {escape(run.trigger.why)}")
     if run.error:
-        out.print(f"  [red]{escape(run.error)}[/red]")
+        out.print(Text.assemble("  ", (run.error, "red")))
     table = Table("step", "action", "status", "tries", "rollback", "detail", box=None, pad_edge=False)
     for s in run.steps:
         detail = s.error or (json.dumps(dict(s.outputs), default=str) if s.outputs is not None else "")
@@ -120,7 +135,7 @@ def show_run(run: RunRecord, *, as_json: bool = False) -> None:
             s.status,
             str(s.attempts),
             s.compensation or "",
-            escape(detail[:160] + ("…" if len(detail) > 160 else "")),
+            Text(detail[:160] + ("…" if len(detail) > 160 else "")),
         )
     out.print(table)
     if run.status == "waiting":
@@ -156,7 +171,7 @@ def main(
     ] = "warning",
 ) -> None:
     if log_level.lower() not in logs.LEVELS:
-        err.print(f"[red]error:[/red] --log-level: expected debug, info, warning or error, got {escape(log_level)!r}")
+        error(f"--log-level: expected debug, info, warning or error, got {log_level!r}", err)
         raise typer.Exit(2)
     logs.setup(log_level, "text")
     if verbose:  # each step and retry at info, also when everything else logs warnings only
@@ -173,9 +188,9 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Runbook YAML file
             rb = load(f)
         except ConfigError as e:
             failed += 1
-            err.print(f"[red]✗[/red] {escape(str(e))}")
+            say(err, "✗", "red", str(e))
             continue
-        out.print(f"[green]✓[/green] {escape(str(f))}: runbook {rb.name!r} ({len(rb.steps)} steps)")
+        say(out, "✓", "green", f"{f}: runbook {rb.name!r} ({len(rb.steps)} steps)")
     if failed:
         raise typer.Exit(2)
 
@@ -205,7 +220,9 @@ def plan(
     region: Region = "us-east-1",
 ) -> None:
     """Show the provider calls a run would make with these parameters; calls nothing."""
-    show_plan(service(runbooks, journal, audit, endpoint_url, region).plan(name, parse_params(param)))
+    svc, params = service(runbooks, journal, audit, endpoint_url, region), parse_params(param)
+    warn_secrets_by_value(svc, name, params)
+    show_plan(svc.plan(name, params))
 
 
 @app.command()
@@ -230,8 +247,9 @@ def run(
 ) -> None:
     """Run a runbook until it finishes, fails (and rolls back) or waits for an approval."""
     trigger = Trigger(kind="manual", who=who or login_name(), why=why, key=key)
-    svc = service(runbooks, journal, audit, endpoint_url, region)
-    record = svc.start(name, parse_params(param), trigger=trigger, dry_run=dry_run, require_approval=require_approval)
+    svc, params = service(runbooks, journal, audit, endpoint_url, region), parse_params(param)
+    warn_secrets_by_value(svc, name, params)
+    record = svc.start(name, params, trigger=trigger, dry_run=dry_run, require_approval=require_approval)
     finish(record, as_json)
 
 

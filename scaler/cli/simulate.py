@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from scaler.cli.common import err, friendly, out
@@ -86,7 +87,7 @@ def simulate(
 
     if explain:
         _print_explain(results, every_tick=explain_all)
-    table = Table(title=f"{Path(rec.source).name}: {len(rec.targets)} target(s), "
+    table = Table(title=f"{escape(Path(rec.source).name)}: {len(rec.targets)} target(s), "
                         f"{(results[0].times[-1] - results[0].times[0]) / 86400:.1f} days")
     for col in ("policy", "algorithm", "replica-hours", "SLO violated", "scale ups", "scale downs", "peak"):
         table.add_column(col, justify="left" if col in ("policy", "algorithm") else "right")
@@ -97,10 +98,10 @@ def simulate(
                       str(t["peak_replicas"]))
     out.print(table)
     for note in results[0].notes:
-        out.print(f"note: {note}", highlight=False)
+        out.print(f"note: {note}", highlight=False, markup=False)
     if out_dir is not None:
         written = write_all(results, out_dir, source=str(rec.source))
-        out.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+        out.print("wrote " + ", ".join(str(p) for p in written), highlight=False, markup=False)
 
 
 def _print_explain(results, *, every_tick: bool) -> None:
@@ -112,7 +113,7 @@ def _print_explain(results, *, every_tick: bool) -> None:
         shown = None
         for target, when, line in explanations(r, every_tick=every_tick):
             if target != shown:
-                out.print(f"[bold]{r.policy.name} / {target}[/bold]")
+                out.print(f"[bold]{escape(r.policy.name)} / {escape(target)}[/bold]")
                 shown = target
             stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S")
             out.print(f"{stamp}  {line}", highlight=False, markup=False)

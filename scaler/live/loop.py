@@ -87,10 +87,11 @@ class TickReport:
     query_errors: dict[str, str] = field(default_factory=dict)
     events: tuple[HealthEvent, ...] = ()
     decision: Decision | None = None
+    save_error: str | None = None  # why the decision state was not saved (the next tick starts without it)
 
     @property
     def ok(self) -> bool:
-        return not self.query_errors and not any(t.error for t in self.targets)
+        return not self.query_errors and not any(t.error for t in self.targets) and self.save_error is None
 
 
 EventSink = Callable[[HealthEvent], None]
@@ -164,7 +165,7 @@ class Loop:
         self.telemetry.applied(g.name, done.outcomes)
         # 5. commit what was written, and persist it
         g.state = decision.state.with_applied(now, seen.current, done.applied, reuse=True)
-        self._persist(g)
+        save_error = self._persist(g)
         # 6. health rules
         events = evaluate(g.rules, decision.smoothed, policy=g.name, labels=g.labels, now=now, pool=self._pool)
         # 7. report
@@ -181,7 +182,7 @@ class Loop:
         if not seen.query_errors:
             g.last_success = now
         self.telemetry.finished(g.name, now, time.perf_counter() - started, seen.query_errors)
-        return TickReport(g.name, now, True, done.outcomes, seen.query_errors, tuple(events), decision)
+        return TickReport(g.name, now, True, done.outcomes, seen.query_errors, tuple(events), decision, save_error)
 
     def _call(self, fn):
         """fn() with the shared retry policy (transient errors only), sleeping on the injected clock."""
@@ -203,11 +204,14 @@ class Loop:
             return state
         return state.with_recommendation(now, current)
 
-    def _persist(self, g: Group) -> None:
+    def _persist(self, g: Group) -> str | None:
+        """Save the group's state; why it failed, or None."""
         try:
             self.store.save(self.key("state", g), statecodec.encode(g.policy, g.state, g.labels))
         except ScalerError as e:
             log.error("policy %s: saving state failed: %s", g.name, e, extra={"policy": g.name})
+            return str(e)
+        return None
 
     def _dispatch(self, events: Sequence[HealthEvent]) -> None:
         if self.on_event is None:

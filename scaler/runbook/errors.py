@@ -19,6 +19,14 @@ class RunNotFound(ScalerError):
     """No run with this id in the journal."""
 
 
+class NotARunbookName(RunbookNotFound):
+    """Text given as a runbook name that cannot be one (a path, say): refused before any file is read."""
+
+
+class NotARunId(RunNotFound):
+    """Text given as a run id that cannot be one (a path, say): refused before any lock file is made."""
+
+
 class RunConflict(ScalerError):
     """Another unfinished run holds the same concurrency scope; the new run is refused, not queued."""
 

@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 from scaler import retry
 from scaler.clock import SystemClock
-from scaler.errors import TransientError
+from scaler.errors import PermanentError, TransientError
 from scaler.runbook.errors import RunBusy, RunConflict, RunNotFound
 from scaler.runbook.records import ACTIVE, Approval, RunRecord, StepRecord, Trigger
+from scaler.store.sqlite import create_private
 
 log = logging.getLogger("scaler.runbook")
 T = TypeVar("T")
@@ -104,12 +105,17 @@ class JournalBusy(TransientError):
     """The journal stayed locked by other writers through every retry of one transaction."""
 
 
+class JournalError(PermanentError):
+    """The journal file cannot be used as it is (not a database, unreadable, corrupt, disk full)."""
+
+
 def _locked(error: sqlite3.Error) -> bool:
     return ((getattr(error, "sqlite_errorcode", None) or 0) & 0xFF) in _LOCK_CODES
 
 
 class Journal:
-    """One SQLite file. Every method is one committed transaction (synchronous=FULL: on disk on return).
+    """One SQLite file, created 0600 (its -wal and -shm files too). Every method is one committed transaction
+    (synchronous=FULL: on disk on return); an error other than a lock names the file (JournalError).
 
     Connections are opened per call, so one Journal serves any number of threads and processes. A
     transaction that writes takes the write lock when it begins (BEGIN IMMEDIATE), so waiting for another
@@ -121,7 +127,16 @@ class Journal:
 
     def __init__(self, path: str | Path, *, sleep: Callable[[float], None] | None = None) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise JournalError(f"journal {self.path}: cannot create its directory: {e.strerror or e}",
+                               provider="journal", code=type(e).__name__) from e
+        try:
+            create_private(self.path)  # 0600: runs name who did what, and reference where secrets are
+        except OSError as e:
+            raise JournalError(f"journal {self.path}: cannot create it: {e.strerror or e}", provider="journal",
+                               code=type(e).__name__) from e
         # Waiting for another process's lock is real time, whatever clock the runs themselves use.
         self._sleep = sleep or SystemClock().sleep
         self._retrying(self._create_schema)
@@ -137,16 +152,23 @@ class Journal:
 
     @contextlib.contextmanager
     def _lock_errors(self) -> Iterator[None]:
-        """SQLite's "locked" and "busy" become JournalBusy (retried); any other error stays as it is."""
+        """SQLite's "locked" and "busy" become JournalBusy (retried); any other SQLite error becomes
+        JournalError naming the file."""
         try:
             yield
         except sqlite3.OperationalError as e:
             if not _locked(e):
-                raise
+                raise self._error(e) from e
             code = getattr(e, "sqlite_errorname", None) or "SQLITE_BUSY"
             raise JournalBusy(
                 f"journal {self.path} is locked by another writer ({code})", provider="journal", code=code
             ) from e
+        except sqlite3.Error as e:
+            raise self._error(e) from e
+
+    def _error(self, e: sqlite3.Error) -> JournalError:
+        code = getattr(e, "sqlite_errorname", None) or type(e).__name__
+        return JournalError(f"journal {self.path}: {e}", provider="journal", code=code)
 
     def _retrying(self, fn: Callable[[], T]) -> T:
         def note(n: int, error: BaseException, delay: float) -> None:
@@ -257,7 +279,7 @@ class Journal:
     def definition(self, run_id: str) -> dict[str, Any]:
         row = self._read(lambda db: db.execute("SELECT definition FROM runs WHERE id = ?", (run_id,)).fetchone())
         if row is None:
-            raise RunNotFound(f"no run {run_id}")
+            raise self._not_found(run_id)
         return json.loads(row[0])
 
     def checked(self, run_id: str) -> bool:
@@ -376,15 +398,17 @@ class Journal:
 
     # -- reading ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _load(db: sqlite3.Connection, run_id: str) -> RunRecord:
+    def _not_found(self, run_id: str) -> RunNotFound:
+        return RunNotFound(f"no run {run_id} in journal {self.path}")
+
+    def _load(self, db: sqlite3.Connection, run_id: str) -> RunRecord:
         row = db.execute(
             "SELECT id, runbook, status, params, trigger_kind, trigger_who, trigger_why, idem_key, scope, "
             "dry_run, created_at, updated_at, waiting_on, error FROM runs WHERE id = ?",
             (run_id,),
         ).fetchone()
         if row is None:
-            raise RunNotFound(f"no run {run_id}")
+            raise self._not_found(run_id)
         steps = tuple(
             StepRecord(
                 id=s[0],
@@ -441,7 +465,7 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunBusy(f"run {self.run_id} is being executed by another process") from None
+            raise RunBusy(f"run {self.run_id} is being executed by another process (it holds {self.path})") from None
         self._fd = fd
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,8 +14,11 @@ from scaler.secrets import is_reference
 from scaler.units import PositiveSeconds, Seconds
 from scaler.yamlio import Strict, read_yaml, validate
 
+# A runbook's name is also its file's name (<name>.yaml): no '/', and never '.' or '..'.
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+NAME_MAX = 128
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
-RunbookName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=128)]
+RunbookName = Annotated[str, Field(pattern=NAME.pattern, max_length=NAME_MAX)]
 OnFailure = Literal["abort", "continue", "rollback"]
 
 
@@ -101,7 +105,9 @@ class Runbook(Strict):
     description: str = ""
     parameters: dict[Ident, Param] = Field(default_factory=dict)
     concurrency: str | None = Field(
-        None, description="Scope template; runs with the same resolved scope never overlap (default: name)"
+        None,
+        description="Scope template; runs with the same resolved scope never overlap (default: name). A parameter "
+        "passed to a Route 53 zone id or record name counts in Route 53's spelling: 'Z1', 'app.example.com.'",
     )
     on_failure: OnFailure = "rollback"
     call_retry: CallRetrySpec = Field(default_factory=CallRetrySpec)

@@ -1,4 +1,8 @@
-"""Run parameters: text from the CLI or a webhook turned into typed values, secrets resolved and masked."""
+"""Run parameters: text from the CLI or a webhook turned into typed values, secrets resolved and masked.
+
+A secret parameter's value is either the secret itself or, written as `env:NAME` / `file:/path` by the config
+or the operator, a reference to where it is (a `Ref`). Text from an alert (`Data`) is never a reference.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,11 @@ from scaler import secrets
 from scaler.errors import Problem
 from scaler.runbook.errors import ParamError
 from scaler.runbook.model import Param, Runbook
+from scaler.runbook.origin import Data, Ref
 from scaler.runbook.redact import MASK
 from scaler.secrets import is_reference
+
+__all__ = ["Data", "Ref", "convert", "dereference", "for_journal", "resolve_secrets", "restored", "typed"]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -72,7 +79,8 @@ def dereference(name: str, value: str) -> str:
 def typed(runbook: Runbook, given: Mapping[str, Any]) -> dict[str, Any]:
     """Given values (text or native) checked against the runbook, defaults filled in; every problem at once.
 
-    Secret values are returned as given (a literal, or an env:/file: reference to resolve later).
+    A secret value that is a reference (`env:`/`file:`, and not `Data` from an alert) is returned as a `Ref`
+    to resolve later; any other secret value, as the secret itself.
     """
     problems: list[Problem] = []
     out: dict[str, Any] = {}
@@ -93,8 +101,8 @@ def typed(runbook: Runbook, given: Mapping[str, Any]) -> dict[str, Any]:
             continue
         else:
             raw = spec.default
-        if spec.secret and is_reference(raw):
-            out[name] = raw
+        if spec.secret and is_reference(raw) and not isinstance(raw, Data):
+            out[name] = Ref(raw)
             continue
         try:
             value = convert(spec, raw)
@@ -112,10 +120,11 @@ def typed(runbook: Runbook, given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def resolve_secrets(runbook: Runbook, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Replace env:/file: references of secret parameters by what they point at."""
+    """Replace the references (`Ref`, from typed()) of secret parameters by what they point at. Any other
+    value is the secret itself, even one that starts with env: or file:."""
     out = dict(values)
     for name, spec in runbook.parameters.items():
-        if spec.secret and is_reference(out.get(name)):
+        if spec.secret and isinstance(out.get(name), Ref):
             out[name] = dereference(name, out[name])
     return out
 
@@ -124,6 +133,20 @@ def for_journal(runbook: Runbook, values: Mapping[str, Any]) -> dict[str, Any]:
     """What may be written down: secrets become "***", except references, which are not secret."""
     out = dict(values)
     for name, spec in runbook.parameters.items():
-        if spec.secret and out.get(name) is not None and not is_reference(out[name]):
+        if spec.secret and out.get(name) is not None and not isinstance(out[name], Ref):
             out[name] = MASK
+    return out
+
+
+def restored(runbook: Runbook, journaled: Mapping[str, Any], held: Mapping[str, str]) -> dict[str, Any]:
+    """A run's values again, from what for_journal wrote and the secret values held in memory.
+
+    A secret written in clear is a reference (for_journal masks every other secret), so it is a `Ref` again;
+    a held value is the secret itself. A secret still masked was given by value to another process.
+    """
+    out = dict(journaled)
+    for name, spec in runbook.parameters.items():
+        if spec.secret and out.get(name) not in (None, MASK):
+            out[name] = Ref(out[name])
+    out.update(held)
     return out

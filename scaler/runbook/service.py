@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -18,9 +19,9 @@ from scaler.runbook.actions import REGISTRY
 from scaler.runbook.audit import AuditLog
 from scaler.runbook.context import Env
 from scaler.runbook.engine import Engine
-from scaler.runbook.errors import ApprovalError, ParamError, RunbookNotFound
+from scaler.runbook.errors import ApprovalError, NotARunbookName, NotARunId, ParamError, RunbookNotFound
 from scaler.runbook.journal import Journal, RunLock
-from scaler.runbook.model import Runbook, load, load_dir, runbook_files
+from scaler.runbook.model import NAME, NAME_MAX, Runbook, load, load_dir, runbook_files
 from scaler.runbook.records import (
     START_GATE,
     ParamInfo,
@@ -32,8 +33,32 @@ from scaler.runbook.records import (
     Trigger,
 )
 from scaler.runbook.redact import MASK, Redactor
+from scaler.runbook.scope import scope as run_scope
 
 __all__ = ["RunbookService", "Trigger", "AwsSettings", "RunRecord", "RunbookInfo", "Plan"]
+
+# A run id as _new_id makes it ("region-failover-20250301T120000-a1b2c3"). It names the run's lock file, so,
+# like a runbook name (which names a file in the runbooks directory), it can never be a path.
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+RUN_ID_MAX = 256
+
+
+def check_runbook_name(name: str) -> str:
+    """`name` if it is a runbook name; NotARunbookName otherwise ('../outside' must not reach a file outside)."""
+    if len(name) <= NAME_MAX and NAME.fullmatch(name):
+        return name
+    raise NotARunbookName(
+        f"{name!r} is not a runbook name (lower-case letters, digits, '.', '_' and '-', as its file's `name:` says)"
+    )
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` if it is a run id; NotARunId otherwise ('../../x' must not place a lock file elsewhere)."""
+    if len(run_id) <= RUN_ID_MAX and RUN_ID.fullmatch(run_id):
+        return run_id
+    raise NotARunId(
+        f"{run_id!r} is not a run id (letters, digits, '.', '_' and '-', as `scaler runbook status` lists them)"
+    )
 
 
 class RunbookService:
@@ -81,6 +106,7 @@ class RunbookService:
     def runbook(self, name: str) -> tuple[Path, Runbook]:
         """Load one runbook by name. Only its own file has to be valid: a typo in another runbook must not
         block a failover."""
+        check_runbook_name(name)
         for suffix in (".yaml", ".yml"):
             path = self.runbooks_dir / f"{name}{suffix}"
             if path.is_file():
@@ -130,7 +156,7 @@ class RunbookService:
         shown = P.for_journal(rb, values)
         # Templates see the masked values, so no secret reaches a plan; references stay unresolved (a plan
         # must work where the secret's variable is not set) and literal values are masked once more.
-        redactor = self._redactor(rb, {n: v for n, v in values.items() if not P.is_reference(v)})
+        redactor = self._redactor(rb, {n: v for n, v in values.items() if not isinstance(v, P.Ref)})
         scope = {
             "params": shown,
             "steps": {},
@@ -163,7 +189,7 @@ class RunbookService:
             for s in rb.steps
         )
         checks = tuple(c for pre in rb.preconditions for c in calls(pre.action, pre.inputs))
-        return Plan(runbook=rb.name, params=shown, scope=self._scope(rb, shown), checks=checks, steps=steps)
+        return Plan(runbook=rb.name, params=shown, scope=run_scope(rb, shown), checks=checks, steps=steps)
 
     # -- runs ---------------------------------------------------------------------------------------
 
@@ -178,14 +204,17 @@ class RunbookService:
     ) -> RunRecord:
         """Start a run and drive it until done, failed, or waiting; a repeated trigger key returns the
         first run as it is now. Raises RunConflict when the scope is busy, ParamError/ConfigError on bad
-        input, RunbookNotFound."""
+        input, RunbookNotFound.
+
+        A secret parameter given as `env:NAME` or `file:/path` is read from there, unless the value is `Data`
+        (text from an alert, as the trigger dispatch marks it): that is the secret's value itself."""
         path, rb = self.runbook(runbook)
         values = P.typed(rb, params)
         real = P.resolve_secrets(rb, values)
         redactor = self._redactor(rb, real)
         shown = P.for_journal(rb, values)
         run_id = self._new_id(rb.name)
-        scope = redactor.text(self._scope(rb, real))
+        scope = redactor.text(run_scope(rb, real))
         definition = rb.model_dump(mode="json")
         steps = [(s.id, s.action) for s in rb.steps]
         if dry_run:
@@ -226,7 +255,7 @@ class RunbookService:
     def approve(self, run_id: str, *, who: str) -> RunRecord:
         """Approve the gate the run waits at, then drive it on. ApprovalError if nothing waits or `who`
         is not among the step's approvers."""
-        with RunLock(self.lock_dir, run_id) as lock:
+        with RunLock(self.lock_dir, check_run_id(run_id)) as lock:
             run = self.journal.get(run_id)
             if run.status != "waiting" or not run.waiting_on:
                 raise ApprovalError(f"run {run_id} is not waiting for an approval (status: {run.status})")
@@ -252,7 +281,7 @@ class RunbookService:
     def resume(self, run_id: str) -> RunRecord:
         """Continue an interrupted run from its first unfinished step (or unfinished rollback). A finished
         step is never repeated. A finished run, or one waiting for approval, is returned as it is."""
-        with RunLock(self.lock_dir, run_id) as lock:
+        with RunLock(self.lock_dir, check_run_id(run_id)) as lock:
             run = self.journal.get(run_id)
             if run.finished or run.status == "waiting":
                 return run
@@ -265,7 +294,7 @@ class RunbookService:
     def status(self, run_id: str | None = None) -> list[RunRecord]:
         """One run, or the most recent runs (newest first)."""
         if run_id is not None:
-            return [self.journal.get(run_id)]
+            return [self.journal.get(check_run_id(run_id))]
         return self.journal.runs()
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -320,11 +349,6 @@ class RunbookService:
         return f"{name}-{stamp}-{secrets.token_hex(3)}"
 
     @staticmethod
-    def _scope(rb: Runbook, values: Mapping[str, Any]) -> str:
-        text = rb.concurrency or rb.name
-        return str(template.render(text, {"params": values, "steps": {}, "run": {}}))
-
-    @staticmethod
     def _redactor(rb: Runbook, real: Mapping[str, Any]) -> Redactor:
         return Redactor(str(real[n]) for n, p in rb.parameters.items() if p.secret and real.get(n))
 
@@ -332,7 +356,7 @@ class RunbookService:
         held = {
             n: str(values[n])
             for n, p in rb.parameters.items()
-            if p.secret and values.get(n) is not None and not P.is_reference(values[n])
+            if p.secret and values.get(n) is not None and not isinstance(values[n], P.Ref)
         }
         if held:
             with self._guard:
@@ -348,9 +372,8 @@ class RunbookService:
 
     def _values(self, rb: Runbook, run: RunRecord) -> dict[str, Any]:
         """A stored run's parameter values with secrets put back (held in memory, or dereferenced)."""
-        values = dict(run.params)
         with self._guard:
-            values.update(self._secrets.get(run.id, {}))
+            values = P.restored(rb, run.params, self._secrets.get(run.id, {}))
         missing = [n for n, p in rb.parameters.items() if p.secret and values.get(n) == MASK]
         if missing:
             raise ParamError(

@@ -14,6 +14,16 @@ from scaler.decision.kernel.tick import Outputs
 from scaler.decision.reasons import describe_all
 from scaler.simulate.replay import Result
 
+# What spreadsheet software reads as the start of a formula when it opens a CSV file: a target named
+# '=HYPERLINK("http://...")' would become a live link. Such a name is written with a leading single quote,
+# which shows it as text (OWASP's advice on CSV injection); every other name is written as it is.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text: str) -> str:
+    """`text` as a CSV cell a spreadsheet shows and never runs: "=1+1" -> "'=1+1"; "web" -> "web"."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
 
 def write_all(results: Sequence[Result], out: Path, *, source: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
@@ -40,8 +50,8 @@ def write_timeline(results: Sequence[Result], path: Path) -> Path:
             idx = {m.name: i for i, m in enumerate(r.policy.metrics)}
             reasons = np.array(describe_all(tl.reasons), dtype=object).reshape(tl.reasons.shape)
             for j, target in enumerate(r.targets):
-                cols = [np.full(len(r.times), r.policy.name, dtype=object),
-                        np.full(len(r.times), target, dtype=object),
+                cols = [np.full(len(r.times), spreadsheet_text(r.policy.name), dtype=object),
+                        np.full(len(r.times), spreadsheet_text(target), dtype=object),
                         _fmt(r.times, 0), _fmt(tl.replicas[:, j], 0), _fmt(tl.ready[:, j], 0),
                         _fmt(tl.desired[:, j], 0)]
                 for n in names:

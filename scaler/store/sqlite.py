@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,20 @@ def _error(e: sqlite3.Error | OSError, path: Path, action: str) -> ProviderError
     return PermanentError(text, provider="sqlite", code=name)
 
 
+def create_private(path: Path) -> None:
+    """Create a missing database file empty and for its owner only (0600); an existing file is left as it is.
+
+    SQLite would create it 0644 (less the umask), readable by every local user, and it gives the -wal and
+    -shm files next to it the database file's own mode, so creating this one first covers all three. An
+    empty file is an empty database to SQLite. An existing file keeps the mode an operator may have chosen.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 class SqliteStoreConfig(StoreConfig):
     """State in one SQLite file: for a single controller."""
 
@@ -51,7 +66,7 @@ class SqliteStore:
     """Values by key in one SQLite file (WAL journal, synchronous=FULL: a save is on disk when it returns).
 
     A connection is opened per call, so one store serves any number of threads (and processes sharing the
-    file). The parent directory is created if missing.
+    file). The parent directory is created if missing, the file (and its -wal and -shm files) 0600.
     """
 
     def __init__(self, path: str | Path, *, clock: Clock | None = None, timeout: float = 10.0) -> None:
@@ -63,6 +78,10 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise _error(e, self.path, "create directory") from e
+        try:
+            create_private(self.path)
+        except OSError as e:
+            raise _error(e, self.path, "create") from e
         with self._connect("open") as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)

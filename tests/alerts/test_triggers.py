@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -338,3 +339,79 @@ def test_example_serve_config_fits_the_real_runbooks(tmp_path: Path) -> None:
     service = RunbookService(runbooks_dir=path.parent.parent / "runbooks", journal_path=tmp_path / "j.db",
                              audit_path=tmp_path / "audit.jsonl")
     check_rules_fit(cfg.triggers, service, path)  # every runbook exists and takes these parameters
+
+
+# --- alert contents are data: never read as a secret's env:/file: reference ------------------------------
+
+CANARY = "canary-5e1f-must-never-leave-its-file"
+
+
+def test_alert_text_is_never_read_as_a_secret_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    import sqlite3
+
+    import yaml
+
+    from scaler.clock import FakeClock
+    from scaler.runbook.service import RunbookService
+    from tests.runbook.helpers import web_server
+
+    # A runbook whose secret parameter is the URL it posts to, as the shipped webhook_url parameters are.
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "page.yaml").write_text(yaml.safe_dump({
+        "name": "page",
+        "parameters": {"url": {"secret": True}},
+        "steps": [{"id": "tell", "action": "notify.webhook", "inputs": {"url": "{{ params.url }}", "text": "paged"}}],
+    }))
+    rules = [
+        Rule(name="whole", match={"alertname": "Whole"}, runbook="page", params={"url": "{{ labels.url }}"},
+             auto=True),
+        Rule(name="spliced", match={"alertname": "Spliced"}, runbook="page",
+             params={"url": "{{ labels.kind }}:{{ labels.where }}"}, auto=True),
+        Rule(name="noted", match={"alertname": "Noted"}, runbook="page", params={"url": "{{ annotations.hook }}"},
+             auto=True),
+        Rule(name="pending", match={"alertname": "Pending"}, runbook="page", params={"url": "{{ labels.url }}"}),
+        # written in the rule itself, by whoever configures the server: a reference that is read
+        Rule(name="configured", match={"alertname": "Configured"}, runbook="page", params={"url": "env:HOOK_URL"},
+             auto=True),
+    ]
+    with web_server() as web:
+        secret_file = tmp_path / "hook-url"
+        secret_file.write_text(f"{web.url}/hook?k={CANARY}-file\n")
+        monkeypatch.setenv("CANARY_HOOK", f"{web.url}/hook?k={CANARY}-env")
+        monkeypatch.setenv("HOOK_URL", f"{web.url}/hook?k=configured")
+        svc = RunbookService(runbooks_dir=runbooks, journal_path=tmp_path / "state" / "journal.db",
+                             audit_path=tmp_path / "state" / "audit.jsonl", clock=FakeClock(), http_timeout=2.0)
+        alerts = [
+            alert({"alertname": "Whole", "url": f"file:{secret_file}"}, fp="f1"),
+            alert({"alertname": "Whole", "url": "env:CANARY_HOOK"}, fp="f2"),
+            alert({"alertname": "Spliced", "kind": "env", "where": "CANARY_HOOK"}, fp="f3"),
+            alert({"alertname": "Spliced", "kind": "file", "where": str(secret_file)}, fp="f4"),
+            alert({"alertname": "Noted"}, annotations={"hook": "env:CANARY_HOOK"}, fp="f5"),
+            alert({"alertname": "Configured"}, fp="f6"),
+            alert({"alertname": "Pending", "url": "env:CANARY_HOOK"}, fp="f7"),  # last: it holds the scope
+        ]
+        with caplog.at_level("DEBUG"):
+            outcomes = dispatch(payload(*alerts), service=svc, rules=rules)
+            by_rule = {o.rule: o for o in outcomes}
+            # approving the pending run later (here: in the same process, which holds its value) reads nothing
+            approved = svc.approve(by_rule["pending"].run_id, who="alice")
+
+    assert [o.result for o in outcomes] == ["started"] * 6 + ["pending"]
+    runs = {r.id: r for r in svc.status()}
+    for o in outcomes:
+        if o.rule != "configured":
+            # "env:CANARY_HOOK" is taken as the URL itself, which is no http(s) URL: the step fails, nothing is sent
+            assert runs[o.run_id].status in ("failed", "rolled_back"), o
+            assert "only http and https" in (runs[o.run_id].steps[0].error or "")
+    assert approved.status in ("failed", "rolled_back")
+    assert runs[by_rule["configured"].run_id].status == "succeeded"
+    assert len(web.hooks) == 1  # the configured reference's request, and no other
+    # the canary appears nowhere: not in an HTTP request, an outcome, the journal, the audit trail or a log line
+    seen = [json.dumps(web.hooks), json.dumps(web.hook_headers), json.dumps([o.as_json() for o in outcomes]),
+            caplog.text, (tmp_path / "state" / "audit.jsonl").read_text()]
+    with sqlite3.connect(tmp_path / "state" / "journal.db") as db:
+        seen += list(db.iterdump())
+    seen += [repr(r) for r in svc.status()]
+    assert not [text for text in seen if CANARY in text]

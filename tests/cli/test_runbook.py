@@ -123,3 +123,72 @@ def test_rotation_output_never_shows_the_value(moto: MotoServer, server_client: 
     _, value = current_secret(server_client, "prod/api")
     assert value != "initial-api-key" and value not in result.output
     assert json.loads(result.output)["steps"][0]["outputs"]["rotated"][0]["secret_id"] == "prod/api"
+
+
+# --- names that are not names, files outside the directories given, errors printed as they are -----------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "../outside"], "'../outside' is not a runbook name"),
+        (["plan", "/tmp/outside"], "'/tmp/outside' is not a runbook name"),
+        (["resume", "../../X"], "'../../X' is not a run id"),
+        (["approve", "../../X"], "'../../X' is not a run id"),
+        (["status", "../../X"], "'../../X' is not a run id"),
+    ],
+    ids=["run", "plan", "resume", "approve", "status"],
+)
+def test_a_name_that_is_a_path_is_refused_and_nothing_outside_is_touched(tmp_path: Path, args: list[str],
+                                                                          message: str) -> None:
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (tmp_path / "outside.yaml").write_text("name: outside\nsteps: [not: {valid")  # must never be parsed
+    journal = tmp_path / "state" / "journal.db"
+    result = cli(*args, "--runbooks", str(runbooks), "--journal", str(journal))
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "outside.yaml" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.yaml", "runbooks", "state"]
+    assert not list(tmp_path.rglob("*.lock"))
+
+
+def test_a_journal_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    journal.write_bytes(b"not a database at all, " * 200)
+    result = cli("status", "--journal", str(journal))
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: journal {journal}: file is not a database"
+
+
+def test_error_text_is_printed_as_it_is_not_read_as_markup(tmp_path: Path) -> None:
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "x.yaml").write_text("name: x\nparameters: {p: {}}\nsteps: [{id: a, action: wait, inputs: "
+                                     "{seconds: 1}}]\n")
+    bad = cli("run", "[red]x", "--runbooks", str(runbooks), "--journal", str(tmp_path / "j.db"))
+    assert bad.exit_code == 2 and "'[red]x' is not a runbook name" in bad.output
+    unknown = cli("plan", "x", "-p", "p=1", "-p", "[bold]q=1", "--runbooks", str(runbooks))
+    assert unknown.exit_code == 2 and "params.[bold]q: unknown parameter" in unknown.output
+    broken = tmp_path / "[bold]broken.yaml"
+    broken.write_text("name: [x\n")
+    checked = cli("validate", str(broken))
+    assert checked.exit_code == 2 and f"{broken}: invalid config" in checked.output
+
+
+# --- a secret given by value on the command line ----------------------------------------------------------
+
+
+def test_a_secret_given_by_value_works_but_warns_that_the_process_list_shows_it(tmp_path: Path) -> None:
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "hook.yaml").write_text(
+        "name: hook\nparameters: {url: {secret: true}, text: {default: hi}}\n"
+        "steps: [{id: tell, action: notify.webhook, inputs: {url: '{{ params.url }}', text: '{{ params.text }}'}}]\n")
+    by_value = cli("plan", "hook", "-p", "url=https://hooks.example/T0K3N-abc", "-p", "text=x",
+                   "--runbooks", str(runbooks))
+    assert by_value.exit_code == 0, by_value.output
+    assert ("warning: secret parameter url is given by value on the command line, where other users can read it "
+            "in the process list; give it as url=env:VARIABLE or url=file:/path") in by_value.output
+    assert "T0K3N-abc" not in by_value.output
+    by_reference = cli("plan", "hook", "-p", "url=env:HOOK_URL", "--runbooks", str(runbooks))
+    assert by_reference.exit_code == 0 and "warning" not in by_reference.output

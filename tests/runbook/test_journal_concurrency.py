@@ -16,7 +16,7 @@ import yaml
 from scaler.aws import AwsSettings
 from scaler.clock import SystemClock
 from scaler.errors import TransientError
-from scaler.runbook.journal import Journal, JournalBusy
+from scaler.runbook.journal import Journal, JournalBusy, JournalError
 from scaler.runbook.records import RunRecord, Trigger
 from scaler.runbook.service import RunbookService
 
@@ -186,8 +186,9 @@ def test_a_lock_that_outlasts_every_retry_is_a_transient_journal_error(tmp_path:
 
 def test_other_database_errors_are_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     journal, slept, flaky = journal_with(tmp_path, monkeypatch, busy=1, code=sqlite3.SQLITE_CANTOPEN)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(JournalError, match=f"^journal {tmp_path / 'journal.db'}: ") as caught:
         journal.get("r")
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError) and not caught.value.transient
     assert (flaky.calls, slept) == (1, [])
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from scaler.clock import FakeClock
 from scaler.errors import ConfigError
-from scaler.runbook.errors import ApprovalError, ParamError, RunbookNotFound, RunBusy, RunConflict
+from scaler.runbook.errors import ApprovalError, ParamError, RunbookNotFound, RunBusy, RunConflict, RunNotFound
 from scaler.runbook.journal import RunLock
 from scaler.runbook.service import RunbookService, Trigger
 from tests.runbook.helpers import PRIMARY, ClientFor, FailNTimes, Web, make_service
@@ -117,6 +117,58 @@ def test_busy_scope_refuses_a_second_run(tmp_path: Path, clock: FakeClock, mocke
     assert svc.start("scoped", {"env": "staging"}, trigger=WHO).status == "succeeded"  # another scope
     svc.approve(held.id, who="alice")
     assert svc.start("scoped", {}, trigger=WHO).status == "succeeded"  # free again once the first finished
+
+
+SPELLINGS = [
+    ("prefix and case", ("/hostedzone/Z1", "app.example.com"), ("Z1", "APP.example.com.")),
+    ("trailing dot", ("Z1", "app.example.com."), ("/hostedzone/Z1", "app.example.com")),
+    ("spaces and case", ("Z1", " App.Example.COM"), ("Z1", "app.example.com.")),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), [s[1:] for s in SPELLINGS], ids=[s[0] for s in SPELLINGS])
+def test_one_record_spelt_two_ways_is_one_scope(tmp_path: Path, clock: FakeClock, mocked: ClientFor,
+                                                first: tuple[str, str], second: tuple[str, str]) -> None:
+    # The scope is built from each parameter as its action reads it: a zone id without its /hostedzone/
+    # prefix, a record name in lower case with the trailing dot; an ARN (maintenance-mode) as given.
+    runbook(tmp_path, "dns", [
+        {"id": "upsert", "action": "route53.upsert_record",
+         "inputs": {"zone_id": "{{ params.zone_id }}", "name": "{{ params.record }}", "values": ["10.0.0.1"]}},
+    ], parameters={"zone_id": {}, "record": {}}, concurrency="dns:{{ params.zone_id }}/{{ params.record }}")
+    svc = svc_for(tmp_path, clock)
+    held = svc.start("dns", {"zone_id": first[0], "record": first[1]}, trigger=WHO, require_approval=True)
+    assert held.scope == "dns:Z1/app.example.com."
+    with pytest.raises(RunConflict) as caught:
+        svc.start("dns", {"zone_id": second[0], "record": second[1]}, trigger=WHO)
+    assert (caught.value.scope, caught.value.holder) == ("dns:Z1/app.example.com.", held.id)
+    assert svc.plan("dns", {"zone_id": second[0], "record": second[1]}).scope == "dns:Z1/app.example.com."
+    # another record in the same zone is another scope
+    other = svc.start("dns", {"zone_id": "Z1", "record": "api.example.com"}, trigger=WHO, require_approval=True)
+    assert other.scope == "dns:Z1/api.example.com."
+
+
+def test_arns_and_other_values_stay_as_given_in_the_scope(tmp_path: Path, clock: FakeClock) -> None:
+    arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/Web/1/2"
+    runbook(tmp_path, "mm", [
+        {"id": "rule", "action": "elb.maintenance_rule", "inputs": {"listener_arn": "{{ params.listener }}",
+                                                                     "enabled": True}},
+    ], parameters={"listener": {}, "env": {"default": "Prod.Example"}},
+        concurrency="maintenance:{{ params.listener }}:{{ params.env }}")
+    run = svc_for(tmp_path, clock).start("mm", {"listener": arn}, trigger=WHO, require_approval=True)
+    assert run.scope == f"maintenance:{arn}:Prod.Example"
+
+
+def test_a_name_or_run_id_that_is_a_path_reaches_no_file(tmp_path: Path, clock: FakeClock, two_flags: Path) -> None:
+    (tmp_path / "outside.yaml").write_text("name: outside\nsteps: [not: {valid")  # must never be parsed
+    svc = svc_for(tmp_path, clock)
+    for name in ("../outside", str(tmp_path / "outside"), "..", ".flags", "Flags", "flags\n"):
+        with pytest.raises(RunbookNotFound, match="is not a runbook name"):
+            svc.start(name, {}, trigger=WHO)
+    for run_id in ("../../x", "", ".", "a/b", "x\n"):
+        for act in (svc.resume, lambda r: svc.approve(r, who="alice"), svc.status):
+            with pytest.raises(RunNotFound, match="is not a run id"):
+                act(run_id)
+    assert not list(tmp_path.rglob("*.lock"))
 
 
 def test_dry_run_calls_nothing_and_journals_the_plan(tmp_path: Path, clock: FakeClock, mocked: ClientFor,

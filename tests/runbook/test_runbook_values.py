@@ -115,6 +115,28 @@ def test_secret_reference_resolved_and_journal_shows_reference(monkeypatch: pyte
     assert P.resolve_secrets(RUNBOOK, file_ref)["token"] == "from-file"
 
 
+def test_only_a_reference_typed_from_the_config_or_the_operator_is_read(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "s3cr3t-from-env")
+    (tmp_path / "t").write_text("s3cr3t-from-file\n")
+    for text in ("env:HOOK_TOKEN", f"file:{tmp_path / 't'}"):
+        from_alert = P.typed(RUNBOOK, {"name": "x", "token": P.Data(text)})
+        assert from_alert["token"] == text and not isinstance(from_alert["token"], P.Ref)
+        assert P.resolve_secrets(RUNBOOK, from_alert)["token"] == text  # the value itself, nothing read
+        assert P.for_journal(RUNBOOK, from_alert)["token"] == MASK  # and a secret like any other value
+        # plain text in the same place, as resolve_secrets could be handed it, is not read either
+        assert P.resolve_secrets(RUNBOOK, {"token": text})["token"] == text
+
+
+def test_a_stored_run_gets_its_references_back_and_held_values_stay_values() -> None:
+    stored = P.for_journal(RUNBOOK, P.typed(RUNBOOK, {"name": "x", "token": "env:HOOK_TOKEN"}))
+    assert isinstance(P.restored(RUNBOOK, stored, {})["token"], P.Ref)
+    masked = P.for_journal(RUNBOOK, P.typed(RUNBOOK, {"name": "x", "token": P.Data("env:HOOK_TOKEN")}))
+    assert masked["token"] == MASK
+    again = P.restored(RUNBOOK, masked, {"token": "env:HOOK_TOKEN"})  # held in memory by the process
+    assert again["token"] == "env:HOOK_TOKEN" and not isinstance(again["token"], P.Ref)
+
+
 def test_literal_secret_masked_for_journal() -> None:
     typed = P.typed(RUNBOOK, {"name": "x", "token": "literal-secret"})
     assert P.for_journal(RUNBOOK, typed)["token"] == MASK
@@ -122,10 +144,9 @@ def test_literal_secret_masked_for_journal() -> None:
 
 def test_missing_env_reference_is_a_param_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    with pytest.raises(ParamError, match="NOT_SET_ANYWHERE is not set"):
-        P.resolve_secrets(RUNBOOK, {"token": "env:NOT_SET_ANYWHERE"})
+    typed = P.typed(RUNBOOK, {"name": "x", "token": "env:NOT_SET_ANYWHERE"})
     with pytest.raises(ParamError) as caught:
-        P.resolve_secrets(RUNBOOK, {"token": "env:NOT_SET_ANYWHERE"})
+        P.resolve_secrets(RUNBOOK, typed)
     assert str(caught.value) == ("parameter token: invalid parameters: environment variable NOT_SET_ANYWHERE is "
                                  "not set")
 
@@ -146,7 +167,7 @@ def test_a_file_reference_that_cannot_serve_names_the_parameter_not_the_bytes(
         tmp_path: Path, content: bytes, says: str) -> None:
     (tmp_path / "t").write_bytes(content)
     with pytest.raises(ParamError) as caught:
-        P.resolve_secrets(RUNBOOK, {"token": f"file:{tmp_path / 't'}"})
+        P.resolve_secrets(RUNBOOK, P.typed(RUNBOOK, {"name": "x", "token": f"file:{tmp_path / 't'}"}))
     (problem,) = caught.value.problems
     assert (caught.value.source, problem.what) == ("parameter token", f"{tmp_path / 't'} {says}")
     assert "s3cr3t" not in str(caught.value)

@@ -1,6 +1,8 @@
 """SqliteStore: values by key that replace atomically, survive reopening, and serve many threads."""
 
+import os
 import sqlite3
+import stat
 import threading
 
 import pytest
@@ -130,3 +132,34 @@ def test_errors_are_classified_by_result_code(tmp_path, code, transient):
         error = sqlite3.OperationalError("text is never read")
         error.sqlite_errorcode = code
     assert isinstance(_error(error, tmp_path, "save"), TransientError if transient else PermanentError)
+
+
+@pytest.fixture
+def umask_022():
+    """The usual umask, under which a file created without a mode is readable by everyone (0644)."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_the_file_and_its_wal_and_shm_are_for_the_owner_only(tmp_path, umask_022):
+    path = tmp_path / "state" / "state.db"
+    store = SqliteStore(path)
+    reader = sqlite3.connect(path)  # held open, so the WAL and shared-memory files stay while we look
+    try:
+        reader.execute("SELECT count(*) FROM state").fetchone()
+        store.save("web", b"x")
+        files = [path, path.with_name("state.db-wal"), path.with_name("state.db-shm")]
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        reader.close()
+
+
+def test_an_existing_file_keeps_the_mode_it_was_given(tmp_path, umask_022):
+    path = tmp_path / "state.db"
+    SqliteStore(path).save("web", b"x")
+    path.chmod(0o640)  # an operator's choice (a group that backs it up) is not undone at the next start
+    SqliteStore(path).save("web", b"y")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

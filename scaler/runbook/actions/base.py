@@ -15,6 +15,12 @@ from scaler.yamlio import Strict
 class Inputs(Strict):
     """Base of every action's inputs: unknown keys are errors, so a typo cannot be silently ignored."""
 
+    # Inputs that name a resource which can be written more than one way, each with the function giving the
+    # one spelling the action itself uses (route53: zone_id "/hostedzone/Z1" -> "Z1", name "App.example.com"
+    # -> "app.example.com."). A run's concurrency scope spells parameters passed to these inputs this way
+    # (scaler.runbook.scope); every other input, ARNs included, is taken as given.
+    canonical: ClassVar[Mapping[str, Callable[[str], str]]] = {}
+
 
 I = TypeVar("I", bound=Inputs)  # noqa: E741
 

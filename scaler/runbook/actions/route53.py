@@ -69,6 +69,8 @@ def change(ctx: ActionContext, zone_id: str, changes: list[dict[str, Any]], comm
 
 
 class UpsertInputs(Inputs):
+    canonical = {"zone_id": zone, "name": fqdn}
+
     zone_id: str = Field(description="Hosted zone id, 'Z123' or '/hostedzone/Z123'")
     name: str = Field(description="Record name, e.g. app.example.com")
     type: str = Field("A", description="Record type: A, AAAA, CNAME, TXT ...")
@@ -144,6 +146,8 @@ class UpsertRecord(Action[UpsertInputs]):
 
 
 class FailoverInputs(Inputs):
+    canonical = {"zone_id": zone, "name": fqdn}
+
     zone_id: str
     name: str
     type: str = "A"
@@ -226,6 +230,8 @@ class Failover(Action[FailoverInputs]):
 
 
 class RestoreInputs(Inputs):
+    canonical = {"zone_id": zone}
+
     zone_id: str
     records: list[dict[str, Any]] = Field(description="Record sets to put back (a step's `previous` output)")
     current: list[dict[str, Any]] = Field(
@@ -299,6 +305,8 @@ class WaitInsync(Action[WaitInputs]):
 
 
 class GetInputs(Inputs):
+    canonical = {"zone_id": zone, "name": fqdn}
+
     zone_id: str
     name: str
     type: str = "A"
