@@ -47,6 +47,9 @@ class _DuplicateKey(yaml.MarkedYAMLError):
     """A key given twice in one mapping."""
 
 
+MAX_YAML_BYTES = 1 << 20  # the largest config we read; the shipped ones are a few KiB
+
+
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key given twice in one mapping is an error.
 
@@ -77,6 +80,8 @@ def read_yaml(path: str | Path) -> object:
     """Parse a YAML file, or raise ConfigError naming the file and the line (a key given twice included)."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(path, f"larger than {MAX_YAML_BYTES // 1024} KiB: not a policy, runbook or config")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(path, "file not found") from None
@@ -90,6 +95,8 @@ def read_yaml(path: str | Path) -> object:
         problem = getattr(e, "problem", None) or str(e)
         what = problem if isinstance(e, _DuplicateKey) else f"not valid YAML: {problem}"
         raise ConfigError(path, [Problem(where, what)]) from None
+    except RecursionError:
+        raise ConfigError(path, "nested too deeply to be a policy, runbook or config") from None
 
 
 def validate(model: type[M], data: object, source: str | Path) -> M:

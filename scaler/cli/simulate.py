@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
 from scaler.cli.common import err, friendly, out
 from scaler.errors import ScalerError
+from scaler.yamlio import problems_from
 
 
 @friendly
@@ -58,6 +60,11 @@ def simulate(
         world = World(startup_delay=parse_duration(startup_delay), lag=parse_duration(lag),
                       service_time=parse_duration(service_time), recorded_replicas=recorded_replicas or 4.0,
                       capacity=capacity, load=load)
+    except ValidationError as e:
+        options = {"startup_delay": "--startup-delay", "lag": "--lag", "service_time": "--service-time",
+                   "recorded_replicas": "--recorded-replicas", "capacity": "--capacity", "load": "--load"}
+        raise ScalerError("invalid model option: " + "; ".join(
+            f"{options.get(p.where, p.where)}: {p.what}" for p in problems_from(e))) from None
     except ValueError as e:
         raise ScalerError(f"invalid model option: {e}") from None
     policies = [load_policy(p) for p in paths[:-1]]

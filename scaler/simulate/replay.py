@@ -23,6 +23,8 @@ from scaler.recordings.load import Recording, resample
 from scaler.simulate.closedloop import Timeline, Totals, WorldState, run_chunk
 from scaler.simulate.world import World, model
 
+MAX_DEMAND = 1e9  # replicas of work one target may need at a moment
+
 
 @dataclass(frozen=True)
 class Demand:
@@ -59,6 +61,13 @@ def demand_for(policy: Policy, rec: Recording, world: World) -> Demand:
         rec_replicas = replicas if replicas is not None else np.full_like(values, world.recorded_replicas)
         rec_replicas = np.where(np.isnan(rec_replicas), world.recorded_replicas, rec_replicas)
         demand = values / 100.0 * rec_replicas
+    # Demand past a billion replicas is a units mistake (a capacity of 1e-300, a count read as CPU %), and
+    # an infinite one would reach the compiled loop: say so instead.
+    too_big = np.nanmax(demand, initial=0.0) if demand.size else 0.0
+    if not too_big <= MAX_DEMAND:
+        option = "--capacity" if world.capacity is not None else "--recorded-replicas"
+        raise DataError(rec.source, [Problem(load, f"demand reaches {too_big:g} replicas of work (at most "
+                                             f"{MAX_DEMAND:g}): check {option}")])
     first = replicas[:, 0] if replicas is not None else np.full(values.shape[0], world.recorded_replicas)
     first = np.where(np.isnan(first), world.recorded_replicas, first)
     initial = np.clip(np.round(first), policy.replicas.min, policy.replicas.max)

@@ -20,8 +20,9 @@ P95_FACTOR = math.log(20.0)
 class World(Strict):
     """Model parameters, reported in summary.json so a result can be reproduced."""
 
-    startup_delay: Seconds = Field(60.0, description="Seconds from requesting a replica to it serving")
-    lag: Seconds = Field(30.0, description="Seconds the controller's view trails reality (a rate window)")
+    # Both size rings of one row per tick: an hour is plenty for a replica to start or a metric to arrive.
+    startup_delay: Seconds = Field(60.0, le=3600, description="Seconds from requesting a replica to it serving")
+    lag: Seconds = Field(30.0, le=3600, description="Seconds the controller's view trails reality (a rate window)")
     service_time: Seconds = Field(
         0.02, description="Mean seconds one request takes on an idle replica (sets the latency curve)"
     )

@@ -117,3 +117,24 @@ def test_simulate_refuses_an_absurd_size_in_one_line_before_the_work(cases, name
     assert outcome["exit"] == 2
     line = one_message(outcome["output"], "error:")
     assert line.startswith("error: ") and what in line
+
+
+def test_a_deeply_nested_or_huge_policy_file_is_one_message(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 20000 + "]" * 20000 + "\n")
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * (2 << 20) + "\n")
+    for path, message in ((deep, "nested too deeply"), (huge, "larger than 1024 KiB")):
+        result = CliRunner().invoke(app, ["policy", "validate", str(path)])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--lag", "2h"], "--lag: Input should be less than or equal to 3600"),
+    (["--startup-delay", "1d"], "--startup-delay: Input should be less than or equal to 3600"),
+    (["--capacity", "1e-300", "--metric", "cpu"], "check --capacity"),
+], ids=["lag", "startup-delay", "capacity"])
+def test_model_options_that_would_size_rings_or_overflow_demand_are_refused(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["simulate", str(WEB), str(TRACE), *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
