@@ -22,7 +22,17 @@ def simulate(
              "directory). Without arguments: the bundled web policy on a bundled real trace.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write timeline.csv, summary.json, report.png")] = None,
     compare: Annotated[list[str] | None, typer.Option(
-        help="Also run 'hpa' (a Kubernetes-HPA baseline of the first policy) or another policy file")] = None,
+        help="Also run 'hpa' (the HPA manifest users write for the first policy's workload: its bounds and CPU "
+             "target, no behavior section, so Kubernetes' legacy path), 'hpa-v2' (the same with HPA's v2 "
+             "behavior defaults written out), or another policy file")] = None,
+    slo: Annotated[str | None, typer.Option(
+        help="What counts as a violation for every policy, e.g. 'latency=300ms,error_rate=0.01,utilization=90' "
+             "[default: the first policy's slo]")] = None,
+    sweep_hpa: Annotated[bool, typer.Option(
+        "--sweep-hpa", help="Also run the HPA baseline at CPU targets 30-95 % and report each policy's SLO "
+                            "violations against HPA's at equal replica-hours")] = False,
+    sample_timing: Annotated[str, typer.Option(
+        help="Coarse samples between ticks: hold (each until the next) or interpolate")] = "hold",
     metric: Annotated[str | None, typer.Option(help="Name for the value column of a timestamp,value CSV")] = None,
     target_label: Annotated[str | None, typer.Option(help="Prometheus label naming targets")] = None,
     load: Annotated[str | None, typer.Option(help="Recorded metric that drives demand")] = None,
@@ -42,6 +52,7 @@ def simulate(
     from scaler.policy.load import load_policy
     from scaler.recordings.load import load_recording
     from scaler.simulate.baseline import hpa_baseline
+    from scaler.simulate.judge import describe_slo, parse_slo
     from scaler.simulate.replay import simulate as run_sim
     from scaler.simulate.report import totals, write_all
     from scaler.simulate.world import World, busy_scale
@@ -59,17 +70,22 @@ def simulate(
     try:
         world = World(startup_delay=parse_duration(startup_delay), lag=parse_duration(lag),
                       service_time=parse_duration(service_time), recorded_replicas=recorded_replicas or 4.0,
-                      capacity=capacity, load=load)
+                      capacity=capacity, load=load, sample_timing=sample_timing,
+                      slo=parse_slo(slo) if slo is not None else None)
     except ValidationError as e:
         options = {"startup_delay": "--startup-delay", "lag": "--lag", "service_time": "--service-time",
-                   "recorded_replicas": "--recorded-replicas", "capacity": "--capacity", "load": "--load"}
+                   "recorded_replicas": "--recorded-replicas", "capacity": "--capacity", "load": "--load",
+                   "sample_timing": "--sample-timing"}
         raise ScalerError("invalid model option: " + "; ".join(
             f"{options.get(p.where, p.where)}: {p.what}" for p in problems_from(e))) from None
     except ValueError as e:
         raise ScalerError(f"invalid model option: {e}") from None
     policies = [load_policy(p) for p in paths[:-1]]
     for c in compare or []:
-        policies.append(hpa_baseline(policies[0]) if c == "hpa" else load_policy(c))
+        policies.append(hpa_baseline(policies[0], v2_behavior=c == "hpa-v2") if c in ("hpa", "hpa-v2")
+                        else load_policy(c))
+    # One SLO judges every policy of the run: --slo, else the first policy's.
+    world = world.model_copy(update={"slo": world.slo or policies[0].slo})
     rec = load_recording(paths[-1], metric=metric, target_label=target_label)
     if embedded and recorded_replicas is None:
         # The bundled trace scaled like every trace in the quality benchmark: its p99 is 7 replicas of work.
@@ -104,11 +120,35 @@ def simulate(
                       f"{t['slo_violation_seconds'] / 3600:.2f} h", str(t["scale_ups"]), str(t["scale_downs"]),
                       str(t["peak_replicas"]))
     out.print(table)
+    out.print(f"SLO for every policy: {describe_slo(world.slo)}"
+              + ("" if slo is not None else f" (from {policies[0].name})"), highlight=False, markup=False)
     for note in results[0].notes:
         out.print(f"note: {note}", highlight=False, markup=False)
+    if sweep_hpa:
+        _print_sweep(policies[0], rec, world, results)
     if out_dir is not None:
         written = write_all(results, out_dir, source=str(rec.source))
         out.print("wrote " + ", ".join(str(p) for p in written), highlight=False, markup=False)
+
+
+def _print_sweep(first, rec, world, results) -> None:
+    from scaler.simulate.judge import Point, hpa_curve, judge
+
+    with err.status("running the HPA baseline at each CPU target", spinner="dots"):
+        curve = hpa_curve(first, rec, world)
+    table = Table(title="at HPA's equal cost (HPA run at CPU targets "
+                        f"{', '.join(f'{t:g}' for t in curve.targets)} %)")
+    for col in ("policy", "replica-hours", "SLO violated", "HPA at equal cost", "ratio"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for r in results:
+        v = judge(Point.of(r), curve)
+        note = "" if v.inside else " (outside HPA's range)"
+        table.add_row(r.policy.name, f"{v.point.replica_hours:.1f}", f"{v.point.violation_hours:.2f} h",
+                      f"{v.hpa_at_equal_cost:.2f} h{note}", f"{v.ratio:.2f}")
+    out.print(table)
+    curve_text = "; ".join(f"{t:g} %: {p.replica_hours:.0f} replica-h, {p.violation_hours:.2f} h"
+                           for t, p in zip(curve.targets, curve.points, strict=True))
+    out.print(f"HPA's curve: {curve_text}", highlight=False, markup=False)
 
 
 def _print_explain(results, *, every_tick: bool) -> None:

@@ -84,15 +84,18 @@ def _product(x: float, ask: float) -> str:
     return repr(x)
 
 
-def _ask(m, value: float, ratio: float, base: float, ask: float, hpa: bool) -> str:
+def _ask(m, value: float, ratio: float, base: float, ask: float, hpa: bool, whole: bool = False) -> str:
     """How one metric's ask came about: 'ceil(7 x 79.1 / 70) = ceil(7.91) = 8'."""
     if math.isnan(ask):
         return "no ask"
+    if whole:  # HPA's resource utilization: a whole percent, 53.7 % counts as 53
+        value = math.floor(value)
+    shown = f"{value:g} (whole percent)" if whole else _num(value)
     if math.isnan(ratio):  # HPA: inside the tolerance, the count stays
-        return f"{_num(value)} / {m.target:g} within the tolerance: keeps {_count(ask)}"
+        return f"{shown} / {m.target:g} within the tolerance: keeps {_count(ask)}"
     exact = value / m.target
     if ratio == exact:
-        factor = f"{_num(value)} / {m.target:g}"
+        factor = f"{value:g} / {m.target:g}" if whole else f"{_num(value)} / {m.target:g}"
     elif not hpa and ratio == MAX_SIGNAL_RATIO and exact > MAX_SIGNAL_RATIO:
         factor = f"min({_num(value)} / {m.target:g}, {MAX_SIGNAL_RATIO:g})"
     else:  # HPA with unready replicas: the ratio over every replica, the unready ones at 0 %
@@ -119,7 +122,7 @@ def explain(policy: Policy, v: Values) -> str:
                     text += f" < {m.down_threshold:g}"
                 else:
                     text += f" within [{m.down_threshold:g}, {m.up_threshold:g}]"
-            text += ": " + _ask(m, s, v.ask_ratio[i], v.ask_base[i], v.asks[i], hpa)
+            text += ": " + _ask(m, s, v.ask_ratio[i], v.ask_base[i], v.asks[i], hpa, policy.whole_percent(m))
         parts.append(text)
     head = f"{v.current:g} -> {v.desired:g}" if v.desired != v.current else f"hold {v.current:g}"
     tags = describe(v.reasons) or "NO_CHANGE"

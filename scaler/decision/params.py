@@ -44,6 +44,7 @@ class Params(NamedTuple):
     legacy: bool  # hpa without behavior: the pre-v2 normalization path
     kind: np.ndarray  # int64 metric kind
     target: np.ndarray
+    whole: np.ndarray  # bool: hpa reads the value as a whole percent (truncated), as HPA does resource utilization
     up: np.ndarray  # scale up above (band)
     down: np.ndarray  # scale down below (band)
     window: np.ndarray  # int64 window kind
@@ -97,6 +98,7 @@ def params_of(policy: Policy) -> Params:
         legacy=policy.legacy,
         kind=f([KINDS[str(m.kind)] for m in ms], dtype=np.int64),
         target=f([m.target for m in ms], dtype=float),
+        whole=f([policy.whole_percent(m) for m in ms], dtype=np.bool_),
         up=f([m.up_threshold for m in ms], dtype=float),
         down=f([m.down_threshold for m in ms], dtype=float),
         window=f([w.kind for w in windows], dtype=np.int64),

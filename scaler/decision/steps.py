@@ -139,6 +139,7 @@ def proposals(
     current: np.ndarray,
     ready: np.ndarray,
     tolerance: Tolerance,
+    whole: Sequence[bool] | None = None,
 ) -> np.ndarray:
     """Replicas each metric asks for, shaped (metrics, targets); NaN where the value is missing.
 
@@ -156,9 +157,10 @@ def proposals(
     replica counted as HPA counts status.replicas; inside the tolerance keep current, else
     ceil(total / target): 8600 total at 2150 per replica -> 4.
 
-    `values` arrive already averaged over the ready replicas, so HPA's truncation of the utilization
-    percentage to a whole number (int(sum * 100 / requests)) does not happen here, and every replica is
-    taken to request the same amount.
+    `values` arrive already averaged over the ready replicas, and every replica is taken to request the
+    same amount. A metric marked `whole` is a resource utilization, which HPA computes as a whole percent
+    (int32(sum * 100 / requests)): 53.7 % on 3 ready against 50 counts as 53 -> ratio 1.06, inside the
+    tolerance; with unready replicas the spread-out value is truncated the same way.
     """
     values = np.atleast_2d(_f(values))
     target = _f(targets).ravel()
@@ -166,9 +168,11 @@ def proposals(
     cur, rdy = _per_target(current, n), _per_target(ready, n)
     out, ratio, base = np.empty((m, n)), np.empty(n), np.empty(n)
     best, flags = np.empty(n), np.zeros(n, dtype=np.int64)
+    whole = [False] * m if whole is None else list(whole)
     for i, k in enumerate(kinds):
-        propose_row(True, KINDS[str(MetricKind(k))], float(target[i]), 0.0, 0.0, 1.0 - tolerance.down,
-                    1.0 + tolerance.up, np.ascontiguousarray(values[i]), cur, rdy, out[i], ratio, base, best, flags)
+        propose_row(True, KINDS[str(MetricKind(k))], float(target[i]), bool(whole[i]), 0.0, 0.0,
+                    1.0 - tolerance.down, 1.0 + tolerance.up, np.ascontiguousarray(values[i]), cur, rdy, out[i],
+                    ratio, base, best, flags)
     return out
 
 

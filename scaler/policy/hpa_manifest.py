@@ -132,31 +132,33 @@ def _target(w: _Walk, src: dict, path: str, allowed: Sequence[str]) -> tuple[str
     return kind, w.quantity(node, _TARGET_FIELDS[kind], where)
 
 
-def _metric(w: _Walk, spec: dict, path: str) -> tuple[str | None, MetricKind, float | None]:
-    """(name, kind, target) of one spec.metrics entry. Resource/Pods and Value targets use the ratio rule
-    (utilization); Object/External AverageValue targets are per-replica shares of a total (gauge)."""
+def _metric(w: _Walk, spec: dict, path: str) -> tuple[str | None, MetricKind, float | None, bool]:
+    """(name, kind, target, whole percent) of one spec.metrics entry. Resource/Pods and Value targets use the
+    ratio rule (utilization); Object/External AverageValue targets are per-replica shares of a total
+    (gauge). Only a Resource Utilization target is read as a whole percent (GetResourceUtilizationRatio
+    truncates it); the others are compared in milli-units."""
     for extra in sorted(set(spec) - {"type", *_SOURCES.values()}):
         w.bad(f"{path}.{extra}", "unknown field")
     typ = w.choice(spec, "type", path, list(_SOURCES))
     if typ is None:
-        return None, MetricKind.utilization, None
+        return None, MetricKind.utilization, None, False
     key = _SOURCES[typ]
     where = f"{path}.{key}"
     if typ in ("Resource", "ContainerResource"):
         known = ("name", "target", "container") if typ == "ContainerResource" else ("name", "target")
         src = w.mapping(spec, key, path, required=True, known=known)
         if src is None:
-            return None, MetricKind.utilization, None
+            return None, MetricKind.utilization, None, False
         name = w.string(src, "name", where)
         if typ == "ContainerResource":
             container = w.string(src, "container", where)
             name = f"{container}.{name}" if container and name else None
-        _, target = _target(w, src, where, ("Utilization", "AverageValue"))
-        return name, MetricKind.utilization, target
+        kind, target = _target(w, src, where, ("Utilization", "AverageValue"))
+        return name, MetricKind.utilization, target, kind == "Utilization"
     known = ("describedObject", "metric", "target") if typ == "Object" else ("metric", "target")
     src = w.mapping(spec, key, path, required=True, known=known)
     if src is None:
-        return None, MetricKind.utilization, None
+        return None, MetricKind.utilization, None, False
     if typ == "Object":
         obj = w.mapping(src, "describedObject", where, required=True, known=("apiVersion", "kind", "name"))
         if obj is not None:
@@ -167,7 +169,7 @@ def _metric(w: _Walk, spec: dict, path: str) -> tuple[str | None, MetricKind, fl
     allowed = ("AverageValue",) if typ == "Pods" else ("Value", "AverageValue")
     kind, target = _target(w, src, where, allowed)
     gauge = typ in ("Object", "External") and kind == "AverageValue"
-    return name, MetricKind.gauge if gauge else MetricKind.utilization, target
+    return name, MetricKind.gauge if gauge else MetricKind.utilization, target, False
 
 
 def _metric_name(raw: str, taken: set[str], index: int) -> str:
@@ -256,12 +258,13 @@ def policy_from_manifest(data: object, source: str | Path) -> Policy:
         if not isinstance(m, dict):
             w.bad(f"spec.metrics[{i}]", "expected a mapping")
             continue
-        name, kind, target = _metric(w, m, f"spec.metrics[{i}]")
+        name, kind, target, whole = _metric(w, m, f"spec.metrics[{i}]")
         if name is not None and target is not None:
             name = _metric_name(name, taken, i)
             taken.add(name)
             # HPA acts on the latest sample it reads; no smoothing of its own.
-            metrics.append({"name": name, "kind": kind.value, "target": target, "window": {"type": "last"}})
+            metrics.append({"name": name, "kind": kind.value, "target": target, "window": {"type": "last"},
+                            **({"whole_percent": False} if kind == MetricKind.utilization and not whole else {})})
     external = any(isinstance(m, dict) and m.get("type") in ("Object", "External") for m in raw_metrics)
 
     # minReplicas 0 is HPAScaleToZero, which needs an Object or External metric to wake from zero.

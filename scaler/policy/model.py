@@ -165,9 +165,18 @@ class Metric(Section):
         None, description="Scale down only when the smoothed value is below this (default: target * 0.9)"
     )
     window: Window = Field(default_factory=Window)
+    whole_percent: bool | None = Field(
+        None,
+        description="algorithm: hpa only: the value is a Kubernetes resource utilization (percent of the "
+        "request), which HPA computes as a whole percent, truncated (53.7 % counts as 53). Default: true for "
+        "a utilization metric under algorithm: hpa; an HPA manifest sets it from each metric's source (only "
+        "Resource and ContainerResource Utilization targets are whole percents)",
+    )
 
     @model_validator(mode="after")
     def _band(self) -> Metric:
+        if self.whole_percent and self.kind != MetricKind.utilization:
+            raise ValueError("whole_percent applies only to kind: utilization")
         high = self.kind.valid_range[1]
         if self.target > high:
             raise ValueError(f"target ({self.target:g}) is above the highest {self.kind} reading ({high:g})")
@@ -377,6 +386,11 @@ class Policy(Section):
     @property
     def effective_behavior(self) -> Behavior:
         return self.behavior or Behavior()
+
+    def whole_percent(self, metric: Metric) -> bool:
+        """Whether HPA's algorithm reads this metric as a whole (truncated) percent."""
+        return (self.algorithm == "hpa" and metric.kind == MetricKind.utilization
+                and metric.whole_percent is not False)
 
     @property
     def legacy(self) -> bool:

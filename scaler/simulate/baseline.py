@@ -1,26 +1,35 @@
-"""The Kubernetes-HPA baseline a policy is compared against: same bounds and targets, HPA's algorithm."""
+"""The Kubernetes-HPA baseline a policy is compared against: the HPA a team would write for the same workload."""
 
 from __future__ import annotations
 
 from scaler.policy.model import Behavior, Metric, MetricKind, Policy, Window
 
 
-def hpa_baseline(policy: Policy) -> Policy:
-    """What a team would otherwise run: an autoscaling/v2 HPA on the policy's utilization metrics (HPA
-    scales on what it can average per pod), with the same min/max, targets and interval, default behavior,
-    and raw (unsmoothed) metrics as HPA reads them. Latency, error-rate and gauge metrics are dropped unless
-    the policy has no utilization metric."""
+def hpa_baseline(policy: Policy, *, v2_behavior: bool = False, cpu_target: float | None = None) -> Policy:
+    """What a team would otherwise run: an autoscaling/v2 HorizontalPodAutoscaler manifest on the policy's
+    utilization metrics (HPA scales on what it can average per pod), with the same min/max, targets and
+    interval, raw (unsmoothed) metrics as HPA reads them, and no `behavior` section: the manifest most users
+    write, which runs Kubernetes' legacy normalization (the highest recommendation of the last 5 minutes,
+    window edge included; at most max(2 x current, 4) per step). `v2_behavior` writes out HPA's v2 behavior
+    defaults instead (a 300 s scale-down window without its edge, +4 pods or +100 % per 15 s).
+
+    Utilization is a resource utilization, read as a whole percent as HPA does. Latency, error-rate and
+    gauge metrics are dropped unless the policy has no utilization metric. `cpu_target` replaces every
+    utilization target (an HPA at another operating point, for cost/violation curves)."""
     util = [m for m in policy.metrics if m.kind == MetricKind.utilization] or list(policy.metrics)
-    metrics = [Metric(name=m.name, query=m.query, kind=m.kind, target=m.target, window=Window(type="last"))
-               for m in util]
+    metrics = [Metric(name=m.name, query=m.query, kind=m.kind,
+                      target=cpu_target if cpu_target is not None and m.kind == MetricKind.utilization else m.target,
+                      window=Window(type="last")) for m in util]
+    suffix = "" if cpu_target is None else f"-{cpu_target:g}"
     return Policy(
-        name="hpa-baseline",
-        description=f"Kubernetes HPA with {policy.name}'s bounds and targets",
+        name=("hpa-v2-baseline" if v2_behavior else "hpa-baseline") + suffix,
+        description=f"Kubernetes HPA with {policy.name}'s bounds and targets, "
+                    + ("v2 behavior defaults" if v2_behavior else "no behavior (legacy normalization)"),
         target=policy.target,
         algorithm="hpa",
         replicas=policy.replicas,
         interval=policy.interval,
         metrics=metrics,
-        behavior=Behavior(),
+        behavior=Behavior() if v2_behavior else None,
         slo=policy.slo,
     )

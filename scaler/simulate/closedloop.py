@@ -107,14 +107,15 @@ def world_metrics(scale, cap, rho, lat, err):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def run_chunk(p, w, k0, times, load, gauges, s, ws, totals, tl, record, detail, o):
+def run_chunk(p, w, k0, times, load, gauges, replayed, s, ws, totals, tl, record, detail, o):
     """Ticks k0 .. k0 + len(load) - 1 of the closed loop, updating the decision state `s`, the world `ws`
     and the totals in place; timeline rows are written at absolute tick numbers when `record` (every
     decision output too when `detail`). `o` is one tick's Outputs, reused.
 
     p: the policy (Params); w: the world and SLO (scaler.simulate.world.Model); load: (ticks, targets)
     demand in replica-equivalents (NaN: a gap in the recording); gauges: (metrics, ticks, targets)
-    recorded values of gauge metrics.
+    recorded values of the metrics marked in `replayed` (bool, (metrics,)): gauges, and utilization metrics
+    that are not demand (memory); the world simulates the others.
     """
     ticks, n = load.shape
     m = p.kind.shape[0]
@@ -152,13 +153,16 @@ def run_chunk(p, w, k0, times, load, gauges, s, ws, totals, tl, record, detail, 
         truth = seen[k % ring_len]
         for i in range(m):
             kind = p.kind[i]
-            if kind == UTILIZATION:
+            if replayed[i]:  # gauges, and utilization that is not demand (memory): as recorded
+                for j in range(n):
+                    truth[i, j] = gauges[i, c, j] if load[c, j] == load[c, j] else math.nan
+            elif kind == UTILIZATION:
                 truth[i] = util
             elif kind == LATENCY:
                 truth[i] = lat
             elif kind == ERROR_RATE:
                 truth[i] = err
-            else:
+            else:  # a gauge is always replayed; kept for a caller that marks none
                 for j in range(n):
                     truth[i, j] = gauges[i, c, j] if load[c, j] == load[c, j] else math.nan
         seen_ready[k % ring_len] = ready

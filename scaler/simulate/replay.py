@@ -21,6 +21,7 @@ from scaler.errors import DataError, Problem
 from scaler.policy.model import MetricKind, Policy
 from scaler.recordings.load import Recording, resample
 from scaler.simulate.closedloop import Timeline, Totals, WorldState, run_chunk
+from scaler.simulate.timing import DESCRIBE, interpolated
 from scaler.simulate.world import World, model
 
 MAX_DEMAND = 1e9  # replicas of work one target may need at a moment
@@ -36,6 +37,7 @@ class Demand:
     initial: np.ndarray  # (targets,) replicas at the start
     load_metric: str
     sample_step: float  # seconds between recorded samples (each is held until the next)
+    absent: tuple[str, ...] = ()  # metrics of the policy neither recorded nor simulated: left out by design
 
 
 def demand_for(policy: Policy, rec: Recording, world: World) -> Demand:
@@ -49,9 +51,12 @@ def demand_for(policy: Policy, rec: Recording, world: World) -> Demand:
     for m in policy.metrics:
         if m.kind == MetricKind.gauge and m.name not in rec.metrics:
             problems.append(Problem(f"metrics.{m.name}", "gauge metric is not in the recording"))
+    replayed, absent = _recorded_or_absent(policy, rec)
     if problems:
         raise DataError(rec.source, problems)
     times, series, replicas = resample(rec, interval=policy.interval)
+    if world.sample_timing == "interpolate":
+        series = interpolated(rec, times, series)
     values = series[load]
     if world.capacity is not None:
         # A count (requests per sample) over what one replica serves: 650 req / 50 per replica = 13.
@@ -71,9 +76,30 @@ def demand_for(policy: Policy, rec: Recording, world: World) -> Demand:
     first = replicas[:, 0] if replicas is not None else np.full(values.shape[0], world.recorded_replicas)
     first = np.where(np.isnan(first), world.recorded_replicas, first)
     initial = np.clip(np.round(first), policy.replicas.min, policy.replicas.max)
-    gauges = {m.name: series[m.name] for m in policy.metrics if m.kind == MetricKind.gauge}
+    gauges = {name: series[name] for name in replayed}
     return Demand(times=times, load=demand, gauges=gauges, initial=initial, load_metric=load,
-                  sample_step=rec.step)
+                  sample_step=rec.step, absent=absent)
+
+
+def _recorded_or_absent(policy: Policy, rec: Recording) -> tuple[list[str], tuple[str, ...]]:
+    """Which metrics replay their recorded values, and which are absent by design.
+
+    The world simulates CPU-like utilization from demand, and latency and error rate from how busy the
+    replicas are. A utilization metric that reads another query than the policy's first one (memory, say)
+    is not demand: it replays its own column when the recording has one, and is otherwise absent, left out
+    of every decision (a metric that is always missing would hold every scale-down)."""
+    util = [m for m in policy.metrics if m.kind == MetricKind.utilization]
+    demand_query = util[0].query if util else None
+    replayed = [m.name for m in policy.metrics if m.kind == MetricKind.gauge]
+    absent = []
+    for m in util[1:]:
+        if m.query == demand_query:
+            continue
+        if m.name in rec.metrics:
+            replayed.append(m.name)
+        else:
+            absent.append(m.name)
+    return replayed, tuple(absent)
 
 
 def _infer_load(policy: Policy, rec: Recording) -> str | None:
@@ -124,8 +150,7 @@ class Result:
             "targets": per_target,
             "model": {**self.world.model_dump(), "load_metric": self.demand.load_metric,
                       "recorded_sample_seconds": self.demand.sample_step,
-                      "replay": "each recorded sample held until the next (a gap longer than one sample "
-                                "step is no data)"},
+                      "replay": DESCRIBE[self.world.sample_timing]},
             "notes": self.notes,
         }
 
@@ -143,7 +168,13 @@ def simulate(
     `detail=True` keeps every decision output per tick as well (to explain the run)."""
     world = world or World()
     demand = demand_for(policy, rec, world)
-    return run(policy, demand, world, targets=rec.targets, record=record, detail=detail, progress=progress)
+    if demand.absent:
+        policy = policy.model_copy(update={"metrics": [m for m in policy.metrics if m.name not in demand.absent]})
+    result = run(policy, demand, world, targets=rec.targets, record=record, detail=detail, progress=progress)
+    if demand.absent:
+        result.notes.append(f"{', '.join(demand.absent)}: not in the recording, so absent by design: left out of "
+                            f"{policy.name}'s decisions (the live loop reads it)")
+    return result
 
 
 def run(
@@ -202,8 +233,9 @@ def run(
     dt = policy.interval
     notes = []
     if demand.sample_step > dt:
-        notes.append(f"recorded samples every {demand.sample_step:g} s were held for "
-                     f"{demand.sample_step / dt:g} ticks of {dt:g} s each")
+        how = ("held for" if world.sample_timing == "hold" else "joined by straight lines over")
+        notes.append(f"recorded samples every {demand.sample_step:g} s were {how} "
+                     f"{demand.sample_step / dt:g} ticks of {dt:g} s each (--sample-timing {world.sample_timing})")
     return Result(policy=policy, targets=tuple(targets), times=demand.times, world=world, demand=demand,
                   replica_hours=hours, slo_violation_seconds=violation, no_data_seconds=no_data,
                   scale_ups=ups, scale_downs=downs, peak_replicas=peak, timeline=tl, notes=notes)
@@ -224,7 +256,8 @@ def _cpus() -> int:
 def _block(demand: Demand, block: slice) -> Demand:
     """The demand of the targets in `block` (views, no copies)."""
     return Demand(times=demand.times, load=demand.load[block], gauges={k: v[block] for k, v in demand.gauges.items()},
-                  initial=demand.initial[block], load_metric=demand.load_metric, sample_step=demand.sample_step)
+                  initial=demand.initial[block], load_metric=demand.load_metric, sample_step=demand.sample_step,
+                  absent=demand.absent)
 
 
 def _columns(tl: Timeline | None, block: slice) -> Timeline | None:
@@ -267,7 +300,9 @@ def _replay(policy: Policy, demand: Demand, world: World, tl: Timeline | None, d
     record = tl is not None
     # Without a timeline the compiled loop still takes one: empty arrays it never writes.
     rows = tl if record else timeline(0, m, n)
-    gauge_rows = [i for i, mm in enumerate(policy.metrics) if mm.kind == MetricKind.gauge]
+    gauge_rows = [i for i, mm in enumerate(policy.metrics) if mm.name in demand.gauges]
+    replayed = np.zeros(m, dtype=np.bool_)
+    replayed[gauge_rows] = True
     names = [mm.name for mm in policy.metrics]
     chunk = max(1, min(ticks, _CHUNK_CELLS // max(n, 1), max(ticks // 100, 64)))
     o = outputs(m, n)
@@ -277,7 +312,7 @@ def _replay(policy: Policy, demand: Demand, world: World, tl: Timeline | None, d
         gauges = np.empty((m, k1 - k0 if gauge_rows else 0, n))
         for i in gauge_rows:
             gauges[i] = demand.gauges[names[i]][:, k0:k1].T
-        run_chunk(p, w, k0, times[k0:k1], load, gauges, state, ws, totals, rows, record, detail, o)
+        run_chunk(p, w, k0, times[k0:k1], load, gauges, replayed, state, ws, totals, rows, record, detail, o)
         if progress is not None:
             progress(k1, ticks)
     return totals

@@ -4,11 +4,12 @@ metrics that arrive late, latency from a queueing model, and errors when demand 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field
 
+from scaler.policy.model import Slo
 from scaler.simulate.closedloop import world_metrics
 from scaler.units import Seconds
 from scaler.yamlio import Strict
@@ -34,6 +35,11 @@ class World(Strict):
         None, gt=0, description="Count recordings: demand one replica serves at 100 % (per sample)"
     )
     load: str | None = Field(None, description="Recorded metric that drives demand (default: inferred)")
+    sample_timing: Literal["hold", "interpolate"] = Field(
+        "hold", description="Coarse samples between ticks: hold each until the next, or interpolate linearly")
+    slo: Slo | None = Field(
+        None, description="What counts as a violation for every policy of the run (default: each policy's own; "
+        "`scaler simulate` sets the first policy's, or --slo, so compared policies are judged alike)")
 
     def latency(self, rho: np.ndarray) -> np.ndarray:
         """p95 latency (s) of one replica at utilization rho, as an M/M/1 queue: S * ln 20 / (1 - rho).
@@ -81,9 +87,9 @@ class Model(NamedTuple):
 
 
 def model(world: World, policy) -> Model:
-    """The compiled loop's view of `world` for `policy` (its interval and SLO)."""
+    """The compiled loop's view of `world` for `policy`: its interval, and the run's SLO (else the policy's)."""
     dt = float(policy.interval)
-    slo = policy.slo
+    slo = world.slo if world.slo is not None else policy.slo
     nan = math.nan
     return Model(
         interval=dt,

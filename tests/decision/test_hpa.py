@@ -70,6 +70,26 @@ def test_proposals_mirror_replica_calculator(kind, value, target, current, ready
     assert got.tolist() == [[expected]]
 
 
+# (id, value, target, current, ready, expected with the whole percent, expected without)
+WHOLE_PERCENT = [
+    ("55.9 % counts as 55: ratio 1.1, inside the tolerance", 55.9, 50, 3, 3, 3, 4),
+    ("53.7 % against 50: 1.06 either way", 53.7, 50, 3, 3, 3, 3),
+    ("99.99 % counts as 99: ceil(3 x 99/50) = 6, not 7", 99.99, 50, 3, 3, 6, 6),
+    ("66.9 % against 30: ceil(3 x 66/30) = 7, not ceil(3 x 66.9/30) = 7", 66.9, 30, 3, 3, 7, 7),
+    ("unready: 50.9 % on 2 of 3 is 33.93 % over all, counted 33: 1.1, hold", 50.9, 30, 3, 2, 3, 4),
+    ("below target: 29.9 % counts as 29 against 40", 29.9, 40, 4, 4, 3, 3),
+]
+
+
+@pytest.mark.parametrize("value,target,current,ready,whole,exact", [c[1:] for c in WHOLE_PERCENT],
+                         ids=[c[0] for c in WHOLE_PERCENT])
+def test_resource_utilization_is_a_whole_percent_as_hpa_computes_it(value, target, current, ready, whole, exact):
+    """GetResourceUtilizationRatio: currentUtilization = int32(metricsTotal * 100 / requestsTotal)."""
+    args = (np.array([[value]]), np.array([target]), [U], np.array([current]), np.array([ready]), Tolerance())
+    assert proposals(*args, whole=[True]).tolist() == [[whole]]
+    assert proposals(*args).tolist() == [[exact]]
+
+
 def test_proposals_are_one_call_for_all_metrics_and_targets():
     """The whole table at once, one metric row per kind, each case a target: same answers as one by one."""
     n = len(REPLICA_CALC)

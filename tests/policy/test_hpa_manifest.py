@@ -49,6 +49,9 @@ def test_manifest_import():
         ("requests-per-second", U, 10_000, "last"),  # Object Value: ratio * ready
         ("queue_messages_ready", G, 30, "last"),  # External AverageValue: total / 30 per replica
     ]
+    # Only the Resource Utilization target is a whole percent (GetResourceUtilizationRatio truncates it);
+    # memory and sidecar.cpu are AverageValue targets, compared in milli-units like the Pods/Object metrics.
+    assert [p.whole_percent(m) for m in p.metrics] == [True, False, False, False, False, False]
     # scaleUp only sets a tolerance: stabilization stays 0 even though scaleDown's default is 300.
     assert p.behavior.scale_up == default_scale_up()
     down = p.behavior.scale_down

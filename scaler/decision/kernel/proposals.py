@@ -20,11 +20,12 @@ def _ceil(x):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def hpa_proposal(kind, target, lo, hi, value, cur, rdy):
+def hpa_proposal(kind, target, lo, hi, value, cur, rdy, whole):
     """HPA's replicas for one metric (replica_calculator), as (replicas, ratio, base) with replicas =
     ceil(ratio x base), or (cur, NaN, cur) where the ratio is inside the tolerance and the count stays;
     all NaN where the value is missing. lo, hi: the tolerance band of the usage ratio (0.9, 1.1 by
-    default)."""
+    default). whole: the value is a resource utilization, which HPA takes as a whole percent
+    (int32(usage x 100 / requests): 53.7 -> 53)."""
     if value != value:
         return math.nan, math.nan, math.nan
     if kind == GAUGE:
@@ -33,7 +34,7 @@ def hpa_proposal(kind, target, lo, hi, value, cur, rdy):
         if lo <= g <= hi:
             return cur, math.nan, cur
         return np.ceil(value / target), value / target, 1.0
-    ratio = value / target
+    ratio = (np.floor(value) if whole else value) / target
     if kind != UTILIZATION and cur == 0:
         return np.ceil(ratio), ratio, 1.0
     if lo <= ratio <= hi:
@@ -47,7 +48,8 @@ def hpa_proposal(kind, target, lo, hi, value, cur, rdy):
     if rdy < cur and ratio > 1.0:
         # Scaling up with replicas not ready: count them at 0 % (HPA's unready pods), and do not move
         # when that brings the ratio inside the band or below 1.
-        new_ratio = (value * rdy / cur) / target
+        spread = value * rdy / cur  # the same usage over every replica's request
+        new_ratio = (np.floor(spread) if whole else spread) / target
         new = np.ceil(new_ratio * cur)
         if (lo <= new_ratio <= hi) or new_ratio < 1.0 or new < cur:
             return cur, math.nan, cur
@@ -59,8 +61,8 @@ ANY_MISSING, ALL_MISSING, ABOVE, NOT_BELOW = 1, 2, 4, 8
 
 
 @njit(cache=CACHE, error_model="numpy")
-def propose_row(hpa, kind, target, up, down, tol_lo, tol_hi, values, current, ready, out, ratio_out, base_out,
-                best, flags):
+def propose_row(hpa, kind, target, whole, up, down, tol_lo, tol_hi, values, current, ready, out, ratio_out,
+                base_out, best, flags):
     """One metric's ask for every target (out = ceil(ratio_out x base_out), the factors kept so a decision
     can be explained with the numbers it used), folded into each target's highest ask and flags. HPA
     counts a metric missing when it gives no proposal; the band, when it has no value (and a missing
@@ -71,7 +73,7 @@ def propose_row(hpa, kind, target, up, down, tol_lo, tol_hi, values, current, re
         rdy = ready[j]
         f = flags[j]
         if hpa:
-            prop, ratio, base = hpa_proposal(kind, target, tol_lo, tol_hi, s, cur, rdy)
+            prop, ratio, base = hpa_proposal(kind, target, tol_lo, tol_hi, s, cur, rdy, whole)
             missing = prop != prop
         else:
             # 70 % target, 85 % observed on 4 ready -> ceil(4 x 85 / 70) = 5; queue 120 at 10 each -> 12.

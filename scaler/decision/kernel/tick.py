@@ -122,8 +122,9 @@ def tick(p, s, observed, current, ready, now, o):
     best = np.full(n, math.nan)
     flags = np.full(n, ALL_MISSING, dtype=np.int64)  # ANY_MISSING, ALL_MISSING, ABOVE, NOT_BELOW bits
     for i in range(m):
-        propose_row(p.hpa, p.kind[i], p.target[i], p.up[i], p.down[i], 1.0 - p.tol_down, 1.0 + p.tol_up,
-                    o.smoothed[i], current, ready, o.asks[i], o.ask_ratio[i], o.ask_base[i], best, flags)
+        propose_row(p.hpa, p.kind[i], p.target[i], p.whole[i], p.up[i], p.down[i], 1.0 - p.tol_down,
+                    1.0 + p.tol_up, o.smoothed[i], current, ready, o.asks[i], o.ask_ratio[i], o.ask_base[i], best,
+                    flags)
     hpa, legacy = p.hpa, p.legacy
     fallback, fb_after, fb = p.has_fallback, p.fallback_after, min(p.fallback_replicas, p.max)
     cool_up, cool_down = p.cooldown_up, p.cooldown_down
