@@ -168,13 +168,7 @@ def simulate(
     `detail=True` keeps every decision output per tick as well (to explain the run)."""
     world = world or World()
     demand = demand_for(policy, rec, world)
-    if demand.absent:
-        policy = policy.model_copy(update={"metrics": [m for m in policy.metrics if m.name not in demand.absent]})
-    result = run(policy, demand, world, targets=rec.targets, record=record, detail=detail, progress=progress)
-    if demand.absent:
-        result.notes.append(f"{', '.join(demand.absent)}: not in the recording, so absent by design: left out of "
-                            f"{policy.name}'s decisions (the live loop reads it)")
-    return result
+    return run(policy, demand, world, targets=rec.targets, record=record, detail=detail, progress=progress)
 
 
 def run(
@@ -194,6 +188,8 @@ def run(
     enough targets to pay for starting one). Targets never interact, so each block is replayed on its own
     exactly as in one process, and the results are put back together in target order.
     """
+    if demand.absent:  # metrics neither recorded nor simulated: left out of the decisions, said once below
+        policy = policy.model_copy(update={"metrics": [m for m in policy.metrics if m.name not in demand.absent]})
     ticks, n, m = len(demand.times), demand.load.shape[0], len(policy.metrics)
     if workers is None:
         workers = min(2, _cpus()) if n >= _SPLIT_MIN_TARGETS else 1
@@ -236,6 +232,9 @@ def run(
         how = ("held for" if world.sample_timing == "hold" else "joined by straight lines over")
         notes.append(f"recorded samples every {demand.sample_step:g} s were {how} "
                      f"{demand.sample_step / dt:g} ticks of {dt:g} s each (--sample-timing {world.sample_timing})")
+    if demand.absent:
+        notes.append(f"{', '.join(demand.absent)}: not in the recording, so absent by design: left out of "
+                     f"{policy.name}'s decisions (the live loop reads it)")
     return Result(policy=policy, targets=tuple(targets), times=demand.times, world=world, demand=demand,
                   replica_hours=hours, slo_violation_seconds=violation, no_data_seconds=no_data,
                   scale_ups=ups, scale_downs=downs, peak_replicas=peak, timeline=tl, notes=notes)

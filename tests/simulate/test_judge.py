@@ -42,9 +42,9 @@ def test_the_hpa_users_write_has_no_behavior_and_reads_whole_percents():
     legacy, v2 = hpa_baseline(web), hpa_baseline(web, v2_behavior=True)
     assert legacy.legacy and legacy.behavior is None and "no behavior" in legacy.description
     assert not v2.legacy and v2.behavior is not None
-    assert [m.name for m in legacy.metrics] == ["cpu", "cpu_trend"]
+    assert [m.name for m in legacy.metrics] == ["cpu", "memory"]  # the resource metrics HPA scales on
     assert all(legacy.whole_percent(m) for m in legacy.metrics)
-    assert [m.target for m in hpa_baseline(web, cpu_target=55).metrics] == [55, 55]
+    assert [m.target for m in hpa_baseline(web, cpu_target=55).metrics] == [55, 80]  # memory keeps its own
 
 
 def test_every_policy_is_judged_by_the_runs_slo_not_its_own():

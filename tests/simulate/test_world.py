@@ -12,20 +12,20 @@ from tests.conftest import ROOT
 
 def steady(load: float, ticks: int = 240, start: float = 3.0) -> Demand:
     return Demand(times=1.7e9 + np.arange(ticks) * 15.0, load=np.full((1, ticks), load), gauges={},
-                  initial=np.array([start]), load_metric="cpu", sample_step=15.0)
+                  initial=np.array([start]), load_metric="cpu", sample_step=15.0, absent=("memory",))
 
 
-@pytest.mark.parametrize("name", ["web", "hpa-baseline"])
-def test_steady_load_settles_without_overshoot(name):
-    """4.5 replicas of work from 3 replicas: saturated at first, then ceil(4.5 / 0.7) = 7 serve it at 64 %.
-    The controller sees metrics 30 s late together with the ready count they were measured at, so
-    replicas that become ready are not counted against old, saturated readings (which would climb to max)."""
+@pytest.mark.parametrize(("name", "settles"), [("web", 6), ("hpa-baseline", 7)])
+def test_steady_load_settles_without_overshoot(name, settles):
+    """4.5 replicas of work from 3 replicas: saturated at first, then HPA's ceil(4.5 / 0.7) = 7 serve it at
+    64 %; web stops at 6, where 75 % sits inside its 65-80 % band. The controller sees metrics 30 s late
+    together with the ready count they were measured at, so replicas that become ready are not counted
+    against old, saturated readings (which would climb to max)."""
     web = load_policy(ROOT / "policies" / "web.yaml")
     policy = web if name == "web" else hpa_baseline(web)
     r = run(policy, steady(4.5), World(), targets=("t",))
-    final = r.timeline.desired[-1, 0]
-    assert final == 7
-    assert r.peak_replicas[0] <= 8
+    assert r.timeline.desired[-1, 0] == settles
+    assert r.peak_replicas[0] <= settles + 1
 
 
 @pytest.mark.parametrize(
