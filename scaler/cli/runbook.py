@@ -19,7 +19,7 @@ from rich.text import Text
 
 from scaler import logs
 from scaler.aws import AwsSettings
-from scaler.cli.common import error, say
+from scaler.cli.common import error, plural, say
 from scaler.errors import ConfigError, ScalerError
 from scaler.runbook.journal import default_state_dir
 from scaler.runbook.model import load, load_dir
@@ -74,7 +74,13 @@ def friendly(fn: F) -> F:
 
 
 def service(
-    runbooks: Path, journal: Path | None, audit: Path | None, endpoint_url: str | None, region: str
+    runbooks: Path,
+    journal: Path | None,
+    audit: Path | None,
+    endpoint_url: str | None,
+    region: str,
+    *,
+    lazy: bool = False,
 ) -> RunbookService:
     journal = journal or default_state_dir() / "journal.db"
     return RunbookService(
@@ -82,7 +88,19 @@ def service(
         journal_path=journal,
         audit_path=audit or journal.with_name("audit.jsonl"),
         aws=AwsSettings(region=region, endpoint_url=endpoint_url),
+        lazy=lazy,
     )
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` on one line, cut at a word boundary with '…' when longer than `width`."""
+    words = " ".join(text.split())
+    if len(words) <= width:
+        return words
+    cut = words[: width - 1]
+    if " " in cut and words[width - 1] != " ":
+        cut = cut.rsplit(" ", 1)[0]  # a word that does not fit goes whole
+    return cut.rstrip(" ,.;:-") + "…"
 
 
 def login_name() -> str:
@@ -126,6 +144,8 @@ def show_run(run: RunRecord, *, as_json: bool = False) -> None:
     out.print(f"  started by {escape(run.trigger.kind)}/{escape(run.trigger.who)}: {escape(run.trigger.why)}")
     if run.error:
         out.print(Text.assemble("  ", (run.error, "red")))
+    for warning in run.warnings:  # best-effort steps that failed: the run went on without them
+        out.print(Text.assemble("  ", (f"warning: {warning}", "yellow")))
     table = Table("step", "action", "status", "tries", "rollback", "detail", box=None, pad_edge=False)
     for s in run.steps:
         detail = s.error or (json.dumps(dict(s.outputs), default=str) if s.outputs is not None else "")
@@ -190,7 +210,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Runbook YAML file
             failed += 1
             say(err, "✗", "red", str(e))
             continue
-        say(out, "✓", "green", f"{f}: runbook {rb.name!r} ({len(rb.steps)} steps)")
+        say(out, "✓", "green", f"{f}: runbook {rb.name!r} ({plural(len(rb.steps), 'step')})")
     if failed:
         raise typer.Exit(2)
 
@@ -204,7 +224,7 @@ def list_runbooks(runbooks: Runbooks = Path("runbooks")) -> None:
         params = " ".join(
             f"{n}{'*' if p.is_required else ''}{'!' if p.secret else ''}" for n, p in rb.parameters.items()
         )
-        table.add_row(name, str(len(rb.steps)), escape(params), escape(" ".join(rb.description.split())[:90]))
+        table.add_row(name, str(len(rb.steps)), escape(params), escape(shorten(rb.description, 90)))
     out.print(table)
 
 
@@ -219,8 +239,8 @@ def plan(
     endpoint_url: Endpoint = None,
     region: Region = "us-east-1",
 ) -> None:
-    """Show the provider calls a run would make with these parameters; calls nothing."""
-    svc, params = service(runbooks, journal, audit, endpoint_url, region), parse_params(param)
+    """Show the provider calls a run would make with these parameters; calls nothing, writes nothing."""
+    svc, params = service(runbooks, journal, audit, endpoint_url, region, lazy=True), parse_params(param)
     warn_secrets_by_value(svc, name, params)
     show_plan(svc.plan(name, params))
 

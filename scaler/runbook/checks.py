@@ -16,7 +16,7 @@ from scaler.errors import Problem
 from scaler.runbook.actions import REGISTRY
 from scaler.units import parse_duration
 
-RUN_FIELDS = {("id",), ("runbook",), ("trigger", "kind"), ("trigger", "who"), ("trigger", "why")}
+RUN_FIELDS = {("id",), ("runbook",), ("trigger", "kind"), ("trigger", "who"), ("trigger", "why"), ("warnings",)}
 
 
 def check(data: Mapping[str, Any]) -> list[Problem]:
@@ -39,6 +39,7 @@ def check(data: Mapping[str, Any]) -> list[Problem]:
         if sid in seen:
             problems.append(Problem(f"{where}.id", f"duplicate step id '{sid}'"))
         problems += call(step, where, params, set(seen))
+        problems += refs(step.get("when"), f"{where}.when", params, set(seen))
         problems += wait_fits(step, where)
         # Compensation and verification may also read this step's own outputs.
         for part, read_only in (("compensate", False), ("verify", True)):
@@ -126,7 +127,9 @@ def refs(value: Any, where: str, params: set[str], steps: set[str], *, allow_ste
             problems.append(Problem(at, f"'{{{{ {expr} }}}}': '{rest[0]}' is not an earlier step (or names no output)"))
         elif root == "run" and tuple(rest) not in RUN_FIELDS:
             problems.append(
-                Problem(at, f"'{{{{ {expr} }}}}': run has id, runbook, trigger.kind, trigger.who, trigger.why")
+                Problem(
+                    at, f"'{{{{ {expr} }}}}': run has id, runbook, trigger.kind, trigger.who, trigger.why, warnings"
+                )
             )
     return problems
 

@@ -16,7 +16,8 @@ from scaler.runbook.context import Env, StepContext
 from scaler.runbook.errors import StepFailed
 from scaler.runbook.model import Call, RetrySpec, Runbook, Step, Verify
 from scaler.runbook.progress import next_move
-from scaler.runbook.records import RunRecord
+from scaler.runbook.progress import scope as template_scope
+from scaler.runbook.records import BEST_EFFORT_FAILED, SKIPPED, RunRecord
 from scaler.runbook.redact import Redactor
 from scaler.yamlio import problems_from
 
@@ -71,13 +72,11 @@ class Engine:
             if move.kind == "finish":
                 if run.status != move.status:
                     journal.set_status(self.run_id, str(move.status), now=now(), error=move.error)
-                    self.event("run.finished", status=move.status, error=move.error)
-                    log.info(
-                        "%s",
-                        self.redactor.text(
-                            f"run {self.run_id}: {move.status}" + (f" ({move.error})" if move.error else "")
-                        ),
-                    )
+                    self.event("run.finished", status=move.status, error=move.error, warnings=list(run.warnings))
+                    text = f"run {self.run_id}: {move.status}" + (f" ({move.error})" if move.error else "")
+                    if run.warnings:
+                        text += "; best-effort steps failed: " + "; ".join(run.warnings)
+                    log.log(logging.WARNING if run.warnings else logging.INFO, "%s", self.redactor.text(text))
                 return journal.get(self.run_id)
             if move.kind == "await":
                 journal.set_status(self.run_id, "waiting", now=now(), waiting_on=move.step)
@@ -87,6 +86,10 @@ class Engine:
                 self.check(run)
             elif move.kind == "execute":
                 self.execute(self.runbook.step(str(move.step)), run)
+            elif move.kind == "skip":
+                journal.step_ended(self.run_id, str(move.step), SKIPPED, now=now())
+                self.event("step.skipped", step=move.step)
+                log.info("run %s step %s skipped (its `when` does not hold)", self.run_id, move.step)
             elif move.kind == "rollback":
                 journal.set_status(self.run_id, "rolling_back", now=now(), error=move.error)
                 self.event("run.rolling_back", error=move.error)
@@ -99,16 +102,8 @@ class Engine:
         self.env.audit.write(name, redactor=self.redactor, run_id=self.run_id, **fields)
 
     def scope(self, run: RunRecord) -> dict[str, Any]:
-        """What templates can see: params, completed steps' outputs, and who started the run and why."""
-        return {
-            "params": self.params,
-            "steps": {s.id: dict(s.outputs) for s in run.steps if s.outputs is not None},
-            "run": {
-                "id": run.id,
-                "runbook": run.runbook,
-                "trigger": {"kind": run.trigger.kind, "who": run.trigger.who, "why": run.trigger.why},
-            },
-        }
+        """What templates can see (progress.scope), with the run's real parameter values."""
+        return template_scope(run, self.params)
 
     def context(self, step_id: str, phase: str, attempt: int, deadline: float, region: str | None) -> StepContext:
         return StepContext(
@@ -215,9 +210,11 @@ class Engine:
             retry.call(attempt, policy=policy_of(step.retry), sleep=clock.sleep, deadline=deadline, now=clock.now)
         except Exception as e:
             error = self.describe(e)
-            journal.step_ended(self.run_id, step.id, "failed", now=clock.now(), error=error)
-            self.event("step.failed", step=step.id, error=error)
-            log.warning("%s", self.redactor.text(f"run {self.run_id} step {step.id} failed: {error}"))
+            status = BEST_EFFORT_FAILED if step.best_effort else "failed"
+            journal.step_ended(self.run_id, step.id, status, now=clock.now(), error=error)
+            self.event("step.failed", step=step.id, error=error, best_effort=step.best_effort)
+            going_on = " (best effort: the run goes on)" if step.best_effort else ""
+            log.warning("%s", self.redactor.text(f"run {self.run_id} step {step.id} failed{going_on}: {error}"))
             return
         journal.step_ended(self.run_id, step.id, "succeeded", now=clock.now())
         self.event("step.succeeded", step=step.id)
@@ -276,9 +273,13 @@ class Engine:
             retry.call(once, policy=policy_of(step.retry), sleep=clock.sleep, deadline=deadline, now=clock.now)
         except Exception as e:
             error = self.describe(e)
-            journal.compensation(self.run_id, step.id, "failed", now=clock.now(), error=error)
-            self.event("compensation.failed", step=step.id, error=error)
-            log.warning("%s", self.redactor.text(f"run {self.run_id} step {step.id} compensation failed: {error}"))
+            status = BEST_EFFORT_FAILED if step.best_effort else "failed"
+            journal.compensation(self.run_id, step.id, status, now=clock.now(), error=error)
+            self.event("compensation.failed", step=step.id, error=error, best_effort=step.best_effort)
+            going_on = " (best effort)" if step.best_effort else ""
+            log.warning(
+                "%s", self.redactor.text(f"run {self.run_id} step {step.id} compensation failed{going_on}: {error}")
+            )
             return
         journal.compensation(self.run_id, step.id, "done", now=clock.now())
         self.event("compensation.done", step=step.id)

@@ -87,17 +87,45 @@ class Verify(Check):
     timeout: PositiveSeconds = Field(60.0, description="Give up after this many seconds")
 
 
+# A best-effort step talks to something the run can do without (a failed region's ALB, a chat webhook): it
+# gets this long unless it says otherwise. 10 s covers the default call_retry against an endpoint that answers
+# 503 at once (tries after 0.2, 0.4, 0.8 and 1.6 s: about 3 s) without letting a dead region hold the run up.
+BEST_EFFORT_TIMEOUT = 10.0
+
+
 class Step(Strict):
     id: Ident
     action: str
     description: str = ""
     inputs: dict[str, Any] = Field(default_factory=dict)
     region: str | None = Field(None, description="AWS region for this step's calls; may be a template")
+    when: bool | str | None = Field(
+        None,
+        description="Run the step only when this is set and not false: a template such as "
+        "'{{ params.rewrite_records }}'; otherwise the step is skipped (no calls, no outputs)",
+    )
     retry: RetrySpec = Field(default_factory=RetrySpec)
-    timeout: PositiveSeconds = Field(300.0, description="Seconds the step may take, waits and retries included")
+    timeout: PositiveSeconds = Field(
+        300.0,
+        description="Seconds the step may take, waits and retries included (best-effort steps: 10 s by default)",
+    )
     on_failure: OnFailure | None = Field(None, description="Default: the runbook's on_failure")
+    best_effort: bool = Field(
+        False,
+        description="A failure (doing or undoing) is recorded as 'failed (best effort)', warned about, and never "
+        "stops or rolls back the run; implies on_failure: continue",
+    )
     compensate: Call | None = None
     verify: Verify | None = None
+
+    @model_validator(mode="after")
+    def _best_effort(self) -> Step:
+        if self.best_effort and self.on_failure not in (None, "continue"):
+            raise ValueError(f"a best-effort step always continues; on_failure: {self.on_failure} contradicts it")
+        if self.best_effort and "timeout" not in self.model_fields_set:
+            # Set as if written, so the definition a run journals (and resumes from) states it.
+            return self.model_copy(update={"timeout": BEST_EFFORT_TIMEOUT})
+        return self
 
 
 class Runbook(Strict):
@@ -118,7 +146,7 @@ class Runbook(Strict):
         return next(s for s in self.steps if s.id == step_id)
 
     def policy(self, step: Step) -> OnFailure:
-        return step.on_failure or self.on_failure
+        return "continue" if step.best_effort else step.on_failure or self.on_failure
 
 
 def load(path: str | Path) -> Runbook:

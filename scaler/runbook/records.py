@@ -10,6 +10,11 @@ from typing import Any
 ACTIVE = frozenset({"running", "waiting", "rolling_back"})
 TERMINAL = frozenset({"succeeded", "failed", "rolled_back", "refused", "planned"})
 START_GATE = "start"  # waiting_on value of a run started with require_approval=True
+# Step statuses besides pending | running | succeeded | failed. A best-effort step that failed is done (the run
+# went on without it); a step whose `when` was false is done without having run.
+BEST_EFFORT_FAILED = "failed (best effort)"
+SKIPPED = "skipped"
+DONE = frozenset({"succeeded", BEST_EFFORT_FAILED, SKIPPED})
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class Plan:
 class StepRecord:
     id: str
     action: str
-    status: str  # pending | running | succeeded | failed | skipped
+    status: str  # pending | running | succeeded | failed | failed (best effort) | skipped
     attempts: int = 0
     outputs: Mapping[str, Any] | None = None  # redacted; None until the action completed
     error: str | None = None
@@ -107,6 +112,19 @@ class RunRecord:
 
     def approved(self, gate: str) -> bool:
         return any(a.gate == gate for a in self.approvals)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What went wrong without changing how the run ends: each best-effort step that failed, and each
+        best-effort compensation that failed, as 'step: error'."""
+        return tuple(
+            [f"{s.id}: {s.error}" for s in self.steps if s.status == BEST_EFFORT_FAILED]
+            + [
+                f"{s.id} (undo): {s.compensation_error}"
+                for s in self.steps
+                if s.compensation == BEST_EFFORT_FAILED
+            ]
+        )
 
 
 @dataclass(frozen=True)

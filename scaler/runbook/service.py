@@ -79,24 +79,47 @@ class RunbookService:
         aws: AwsSettings | None = None,
         clock: Clock | None = None,
         http_timeout: float = 5.0,
+        lazy: bool = False,
     ) -> None:
+        """lazy=False opens (creating) the journal and the audit log now, so a path that cannot serve fails at
+        start-up; lazy=True waits for the first call that needs them, so `plan` leaves nothing on disk."""
         self.runbooks_dir = Path(runbooks_dir)
         self.clock: Clock = clock or SystemClock()
-        self.journal = Journal(journal_path)
-        self.audit = AuditLog(audit_path, clock=self.clock)
         self.clients = AwsClients(aws)
-        self.env = Env(
-            journal=self.journal,
-            audit=self.audit,
-            clients=self.clients,
-            clock=self.clock,
-            http_timeout=http_timeout,
-        )
-        self.lock_dir = self.journal.path.parent / f"{self.journal.path.stem}.locks"
+        self.http_timeout = http_timeout
+        journal_file = Path(journal_path).expanduser()
+        self._journal_path, self._audit_path = journal_file, Path(audit_path)
+        self._env: Env | None = None
+        self._opening = threading.Lock()
+        self.lock_dir = journal_file.parent / f"{journal_file.stem}.locks"
         # Secret parameters given by value live only here (never on disk), so approve/resume in this
         # process can finish a run; another process needs them as env:/file: references.
         self._secrets: dict[str, dict[str, str]] = {}
         self._guard = threading.Lock()
+        if not lazy:
+            self.env  # noqa: B018 (opens the journal and the audit log)
+
+    @property
+    def env(self) -> Env:
+        """What runs share: the journal and the audit log, opened (and created) on first use."""
+        with self._opening:
+            if self._env is None:
+                self._env = Env(
+                    journal=Journal(self._journal_path),
+                    audit=AuditLog(self._audit_path, clock=self.clock),
+                    clients=self.clients,
+                    clock=self.clock,
+                    http_timeout=self.http_timeout,
+                )
+            return self._env
+
+    @property
+    def journal(self) -> Journal:
+        return self.env.journal
+
+    @property
+    def audit(self) -> AuditLog:
+        return self.env.audit
 
     # -- runbooks -----------------------------------------------------------------------------------
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from scaler.aws import AwsClients
+from scaler.kube import KubeSettings  # defined with the client it configures; runbook actions use it too
 from scaler.registry import ProviderConfig
 
 # Field descriptions several providers share.
@@ -38,16 +38,6 @@ class ScaleTarget(Protocol):
 
     def write(self, replicas: int) -> None:
         """Ask for `replicas` (already within the policy's and the provider's bounds)."""
-
-
-@dataclass(frozen=True)
-class KubeSettings:
-    """How to reach the Kubernetes API: in-cluster service account, or a kubeconfig file and context."""
-
-    in_cluster: bool | None = None  # None: in-cluster when KUBERNETES_SERVICE_HOST is set, else kubeconfig
-    kubeconfig: Path | None = None  # default: $KUBECONFIG or ~/.kube/config
-    context: str | None = None
-    timeout: float = 10.0  # seconds per API request
 
 
 @dataclass(frozen=True)

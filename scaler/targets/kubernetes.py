@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
@@ -12,11 +10,11 @@ from pydantic import Field
 from urllib3.exceptions import HTTPError
 
 from scaler.errors import PermanentError, ProviderError, TransientError
-from scaler.targets.base import KIND, KubeSettings, Replicas, TargetConfig, TargetContext
+from scaler.kube import PROVIDER, KubeSettings, client_module, new_api_client, status_body
+from scaler.targets.base import KIND, Replicas, TargetConfig, TargetContext
 
 T = TypeVar("T")
 
-PROVIDER = "kubernetes"
 MERGE_PATCH = "application/merge-patch+json"
 # resource -> (the client's method infix, the URL's plural)
 RESOURCES = {"deployment": ("deployment", "deployments"), "statefulset": ("stateful_set", "statefulsets")}
@@ -41,7 +39,7 @@ class KubernetesConfig(TargetConfig):
     )
 
     def build(self, ctx: TargetContext) -> KubernetesTarget:
-        apps = _client_module().AppsV1Api(api_client(ctx.kube))
+        apps = client_module().AppsV1Api(api_client(ctx.kube))
         return KubernetesTarget(
             apps, name=self.name, namespace=self.namespace, resource=self.resource, timeout=ctx.kube.timeout
         )
@@ -51,58 +49,13 @@ _clients: dict[KubeSettings, Any] = {}
 _clients_lock = threading.Lock()
 
 
-def _client_module() -> Any:
-    # Imported here, not at the top, so that loading the registry never pulls in the kubernetes package.
-    try:
-        from kubernetes import client
-    except ImportError as e:
-        raise PermanentError(
-            "kubernetes targets need the kubernetes client: pip install 'scaler[kubernetes]'",
-            provider=PROVIDER,
-            code="MissingDependency",
-        ) from e
-    return client
-
-
 def api_client(settings: KubeSettings) -> Any:
     """The one kubernetes.client.ApiClient for `settings`, made on first use and shared by every target."""
     with _clients_lock:
         found = _clients.get(settings)
         if found is None:
-            found = _clients[settings] = _new_api_client(settings)
+            found = _clients[settings] = new_api_client(settings)
         return found
-
-
-def _new_api_client(settings: KubeSettings) -> Any:
-    client = _client_module()
-    from kubernetes import config
-
-    in_cluster = settings.in_cluster
-    if in_cluster is None:
-        in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    configuration = client.Configuration()
-    try:
-        if in_cluster:
-            config.load_incluster_config(client_configuration=configuration)
-        else:
-            config.load_kube_config(
-                config_file=str(settings.kubeconfig) if settings.kubeconfig else None,
-                context=settings.context,
-                client_configuration=configuration,
-                persist_config=False,  # never rewrite the user's kubeconfig (token refreshes stay in memory)
-            )
-    except Exception as e:
-        # ConfigException, YAMLError, OSError or a TypeError from an odd shape: all need a person, not a retry.
-        where = "the in-cluster service account" if in_cluster else (
-            f"kubeconfig {settings.kubeconfig or '($KUBECONFIG or ~/.kube/config)'}"
-        )
-        raise PermanentError(
-            f"kubernetes: cannot use {where}: {type(e).__name__}: {e}", provider=PROVIDER, code="BadConfig"
-        ) from e
-    # urllib3 would retry connection errors 3 times on its own; the caller's policy owns every retry.
-    configuration.retries = False
-    configuration.client_go_retries = False
-    return client.ApiClient(configuration)
 
 
 class KubernetesTarget:
@@ -135,7 +88,7 @@ class KubernetesTarget:
         )
 
     def _call(self, method: Callable[..., T], **args: Any) -> T:
-        api_exception = _client_module().ApiException
+        api_exception = client_module().ApiException
         try:
             return method(name=self.name, namespace=self.namespace, _request_timeout=self.timeout, **args)
         except api_exception as e:
@@ -161,7 +114,7 @@ class KubernetesTarget:
             return PermanentError(
                 f"{self.id}: the request could not be made: {error.reason}", provider=PROVIDER, code="ClientFailure"
             )
-        body = _status_body(error.body)
+        body = status_body(error.body)
         code = str(body.get("reason") or error.reason or status)
         detail = f"(HTTP {status} {code})"
         if body.get("message"):
@@ -170,12 +123,3 @@ class KubernetesTarget:
             return TransientError(f"{self.id}: API server busy or failing {detail}", provider=PROVIDER, code=code)
         hint = HINTS.get(status, "refused").format(plural=self._plural)
         return PermanentError(f"{self.id}: {hint} {detail}", provider=PROVIDER, code=code)
-
-
-def _status_body(body: Any) -> dict[str, Any]:
-    """The Kubernetes Status object an error answer carries, or {} when it carries something else."""
-    try:
-        parsed = json.loads(body) if body else {}
-    except (TypeError, ValueError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}

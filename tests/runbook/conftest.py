@@ -13,6 +13,7 @@ from moto import mock_aws
 from scaler.clock import FakeClock
 from scaler.runbook.service import RunbookService
 from tests.runbook.helpers import ClientFor, Web, World, build_world, make_service, web_server
+from tests.support.fake_kube import FakeKube, fake_kube
 from tests.support.moto_server import MotoServer, moto_server, use_test_credentials
 
 
@@ -93,3 +94,13 @@ def service(tmp_path: Path, clock: FakeClock) -> RunbookService:
 @pytest.fixture
 def server_service(tmp_path: Path, clock: FakeClock, moto: MotoServer) -> RunbookService:
     return make_service(tmp_path, endpoint_url=moto.url, clock=clock)
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[FakeKube]:
+    """A fake API server with Deployment shop/checkout (3 replicas): revision 1 ran shop/checkout:1, the bad
+    deploy made revision 2 (shop/checkout:2)."""
+    with fake_kube(tmp_path / "kube", token="SECRET-kube-bearer-9f3c") as server:
+        server.add("deployment", "checkout", namespace="shop", replicas=3, image="shop/checkout:1")
+        server.deploy("checkout", namespace="shop", image="shop/checkout:2")
+        yield server

@@ -225,6 +225,7 @@ class Web:
     hook_status: list[int] = field(default_factory=list)  # statuses for POST /hook in turn; then 200
     bearer: list[str] = field(default_factory=list)  # Authorization values seen on /auth
     auth_status: list[int] = field(default_factory=list)  # statuses for GET /auth in turn; then 200
+    paths: list[str] = field(default_factory=list)  # every GET's path and query, in turn
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
@@ -252,6 +253,7 @@ class Web:
 
             def do_GET(self) -> None:  # noqa: N802
                 with web.lock:
+                    web.paths.append(self.path)
                     if self.path.startswith("/auth"):
                         web.bearer.append(self.headers.get("Authorization", ""))
                         status = web.auth_status.pop(0) if web.auth_status else 200
@@ -334,3 +336,224 @@ def world_of(*parts: str) -> Callable[..., World]:
         return build_world(mocked, frozenset(parts))
 
     return fixture
+
+
+# -- database-restore and deployment-rollback ---------------------------------------------------------------
+
+DB_PASSWORD = "SECRET-db-master-pw-4711"  # the source database's master password: must never be written anywhere
+DB_HOST_PARAMETER = "/app/database/host"
+
+
+@dataclass(frozen=True)
+class DbWorld:
+    """A damaged database the application reaches through an SSM parameter and a CNAME, behind an ALB."""
+
+    kind: str  # instance | cluster
+    source: str
+    endpoint: str  # the source's endpoint, where the application points before the restore
+    zone_id: str = ""
+    record: str = "db.example.com"
+    parameter: str = DB_HOST_PARAMETER
+    listener_arn: str = ""
+
+
+def build_database(client: ClientFor, kind: str = "instance", *, alb: bool = True) -> DbWorld:
+    """An RDS instance 'prod-db' (postgres, 7 days of backups) or an Aurora cluster 'prod-aurora' with its writer
+    'prod-aurora-1'; the host parameter and the CNAME db.example.com point at it; the maintenance flag is 'off'."""
+    rds = client("rds", PRIMARY)
+    if kind == "instance":
+        db = rds.create_db_instance(DBInstanceIdentifier="prod-db", DBInstanceClass="db.t3.micro", Engine="postgres",
+                                    MasterUsername="app", MasterUserPassword=DB_PASSWORD, AllocatedStorage=20,
+                                    BackupRetentionPeriod=7)["DBInstance"]
+        source, endpoint = "prod-db", db["Endpoint"]["Address"]
+    else:
+        cluster = rds.create_db_cluster(DBClusterIdentifier="prod-aurora", Engine="aurora-postgresql",
+                                        MasterUsername="app", MasterUserPassword=DB_PASSWORD,
+                                        BackupRetentionPeriod=7)["DBCluster"]
+        rds.create_db_instance(DBInstanceIdentifier="prod-aurora-1", DBClusterIdentifier="prod-aurora",
+                               DBInstanceClass="db.r6g.large", Engine="aurora-postgresql")
+        source, endpoint = "prod-aurora", cluster["Endpoint"]
+    client("ssm", PRIMARY).put_parameter(Name=DB_HOST_PARAMETER, Value=endpoint, Type="String")
+    client("ssm", PRIMARY).put_parameter(Name="/scaler/maintenance", Value="off", Type="String")
+    r53 = client("route53", PRIMARY)
+    zone = r53.create_hosted_zone(Name="example.com", CallerReference=f"db-{kind}")["HostedZone"]["Id"]
+    cname = {"Name": "db.example.com.", "Type": "CNAME", "TTL": 300, "ResourceRecords": [{"Value": endpoint}]}
+    r53.change_resource_record_sets(HostedZoneId=zone,
+                                    ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": cname}]})
+    listener = build_alb(client)[0] if alb else ""
+    return DbWorld(kind=kind, source=source, endpoint=endpoint, zone_id=zone.rsplit("/", 1)[-1], listener_arn=listener)
+
+
+@dataclass(frozen=True)
+class DbState:
+    """What a database restore changes, read back from the providers."""
+
+    restored: tuple[str, ...]  # identifiers of databases tagged as restored from the source
+    restored_status: tuple[str, ...]
+    source_status: str  # the damaged one: still there, untouched
+    parameter: str | None
+    cname: str | None
+    maintenance_rules: int
+    flag: str | None
+
+
+def database_state(client: ClientFor, world: DbWorld) -> DbState:
+    rds = client("rds", PRIMARY)
+    if world.kind == "instance":
+        every = rds.describe_db_instances()["DBInstances"]
+        source = next(d for d in every if d["DBInstanceIdentifier"] == world.source)["DBInstanceStatus"]
+        key, state = "DBInstanceIdentifier", "DBInstanceStatus"
+    else:
+        every = rds.describe_db_clusters()["DBClusters"]
+        source = next(d for d in every if d["DBClusterIdentifier"] == world.source)["Status"]
+        key, state = "DBClusterIdentifier", "Status"
+    restored = sorted((d for d in every if any(t["Key"] == "scaler:restored-from" and t["Value"] == world.source
+                                               for t in d.get("TagList", []))), key=lambda d: d[key])
+    elb = client("elbv2", PRIMARY)
+    rules = elb.describe_rules(ListenerArn=world.listener_arn)["Rules"] if world.listener_arn else []
+    sets = client("route53", PRIMARY).list_resource_record_sets(HostedZoneId=world.zone_id)["ResourceRecordSets"]
+    cname = next((r["ResourceRecords"][0]["Value"] for r in sets if r["Type"] == "CNAME"
+                  and r["Name"] == f"{world.record}."), None)
+    try:
+        parameter = client("ssm", PRIMARY).get_parameter(Name=world.parameter)["Parameter"]["Value"]
+    except client("ssm", PRIMARY).exceptions.ParameterNotFound:
+        parameter = None
+    return DbState(
+        restored=tuple(d[key] for d in restored),
+        restored_status=tuple(d[state] for d in restored),
+        source_status=source,
+        parameter=parameter,
+        cname=cname,
+        maintenance_rules=sum(r["Actions"][0]["Type"] == "fixed-response" for r in rules),
+        flag=flag_value(client, World()),
+    )
+
+
+def database_params(world: DbWorld, web: Web, **over: str) -> dict[str, str]:
+    params = {
+        "source": world.source,
+        "kind": world.kind,
+        "listener_arn": world.listener_arn,
+        "endpoint_parameter": world.parameter,
+        "zone_id": world.zone_id,
+        "record_name": world.record,
+        "verify_url": f"{web.url}/verify?host={{endpoint}}&port={{port}}",
+        "verify_interval": "1s",
+        "webhook_url": f"{web.url}/hook?token=SECRET-hook-token-123",
+    }
+    return params | over
+
+
+@contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Environment variables set for a while (the in-process moto server reads some when it creates things)."""
+    import os
+
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass(frozen=True)
+class EcsWorld:
+    """Service shop/api on task definition api:2 (the bad deploy); api:1 ran before it."""
+
+    cluster: str = "shop"
+    service: str = "api"
+    good: str = ""  # task definition ARNs
+    bad: str = ""
+
+
+def build_rollout_ecs(client: ClientFor, region: str = PRIMARY) -> EcsWorld:
+    ec2 = client("ec2", region)
+    vpc = ec2.create_vpc(CidrBlock="10.2.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.2.1.0/24", AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="api", Description="api", VpcId=vpc)["GroupId"]
+    ecs = client("ecs", region)
+    ecs.create_cluster(clusterName="shop")
+    arns = [ecs.register_task_definition(
+        family="api", containerDefinitions=[{"name": "api", "image": f"shop/api:{n}", "memory": 128}],
+        requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+    )["taskDefinition"]["taskDefinitionArn"] for n in (1, 2)]
+    # moto reports a deployment COMPLETED only when this many tasks run, read when the service is created.
+    with environ(MOTO_ECS_SERVICE_RUNNING="2"):
+        ecs.create_service(cluster="shop", serviceName="api", taskDefinition=arns[0], desiredCount=2,
+                           launchType="FARGATE", networkConfiguration={"awsvpcConfiguration": {
+                               "subnets": [subnet], "securityGroups": [sg]}})
+    ecs.update_service(cluster="shop", service="api", taskDefinition=arns[1])
+    return EcsWorld(good=arns[0], bad=arns[1])
+
+
+def ecs_task_definition(client: ClientFor, world: EcsWorld, region: str = PRIMARY) -> str:
+    return client("ecs", region).describe_services(cluster=world.cluster, services=[world.service])["services"][0][
+        "taskDefinition"]
+
+
+def rollout_params(platform: str, web: Web, **over: str) -> dict[str, str]:
+    params = {"platform": platform, "webhook_url": f"{web.url}/hook?token=SECRET-hook-token-123", "interval": "1s"}
+    if platform == "ecs":
+        params |= {"cluster": "shop", "service": "api"}
+    else:
+        params |= {"namespace": "shop", "deployment": "checkout"}
+    return params | over
+
+
+@dataclass(frozen=True)
+class Switch:
+    """The data-plane failover setup: the PRIMARY record's check is `gate`, healthy only while both the
+    endpoint check and `switch` (always healthy, until inverted) are."""
+
+    switch: str
+    gate: str
+    endpoint: str
+
+
+def build_switch(client: ClientFor, world: World) -> Switch:
+    """A switch (CALCULATED, no children) and a gate (CALCULATED over the endpoint check and the switch, both
+    needed), and the PRIMARY record 'east' moved from the endpoint check to the gate."""
+    r53 = client("route53", PRIMARY)
+    east = next(r for r in r53.list_resource_record_sets(HostedZoneId=world.zone_id)["ResourceRecordSets"]
+                if r.get("SetIdentifier") == "east")
+    switch = r53.create_health_check(
+        CallerReference="switch",
+        HealthCheckConfig={"Type": "CALCULATED", "HealthThreshold": 0, "ChildHealthChecks": []},
+    )["HealthCheck"]["Id"]
+    gate = r53.create_health_check(
+        CallerReference="gate",
+        HealthCheckConfig={"Type": "CALCULATED", "HealthThreshold": 2,
+                           "ChildHealthChecks": [east["HealthCheckId"], switch]},
+    )["HealthCheck"]["Id"]
+    r53.change_resource_record_sets(
+        HostedZoneId=world.zone_id,
+        ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {**east, "HealthCheckId": gate}}]},
+    )
+    return Switch(switch=switch, gate=gate, endpoint=east["HealthCheckId"])
+
+
+def inverted(client: ClientFor, health_check_id: str) -> bool:
+    config = client("route53", PRIMARY).get_health_check(HealthCheckId=health_check_id)["HealthCheck"]
+    return bool(config["HealthCheckConfig"]["Inverted"])
+
+
+def failback_params(world: World, web: Web, **over: str) -> dict[str, str]:
+    """region-failback after failover_params' failover: the primary answers on /health of the local server."""
+    params = {
+        "zone_id": world.zone_id,
+        "record_name": world.record,
+        "primary": "east",
+        "primary_region": PRIMARY,
+        "secondary_region": SECONDARY,
+        "listener_arn": world.listener_arn,
+        "primary_health_url": f"{web.url}/health",
+        "health_interval": "1s",
+        "standby_asg": world.asg,
+        "webhook_url": f"{web.url}/hook?token=SECRET-hook-token-123",
+    }
+    return params | over

@@ -42,8 +42,8 @@ def changed(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
 
 
 def test_shipped_runbooks_load() -> None:
-    # All four ship; database-restore is left out on purpose (its calls cannot be exercised locally).
-    assert sorted(load_dir(RUNBOOKS)) == ["maintenance-mode", "region-failover", "rotate-secret", "security-lockdown"]
+    assert sorted(load_dir(RUNBOOKS)) == ["database-restore", "deployment-rollback", "maintenance-mode",
+                                          "region-failback", "region-failover", "rotate-secret", "security-lockdown"]
 
 
 def test_base_fixture_is_valid(tmp_path: Path) -> None:
@@ -140,6 +140,6 @@ def test_cli_validate_reports_file_and_field_with_exit_2(tmp_path: Path) -> None
     bad = write(tmp_path, changed(lambda d: d["steps"][1].update(action="ssm.nope")))
     result = CliRunner().invoke(app, ["validate", str(RUNBOOKS / "region-failover.yaml"), str(bad)])
     assert result.exit_code == 2
-    assert "region-failover" in result.output and "10 steps" in result.output
+    assert "region-failover" in result.output and "11 steps" in result.output
     assert str(bad) in result.output and "steps[1].action" in result.output
     assert "Traceback" not in result.output

@@ -10,7 +10,7 @@ templates resolved only when the step runs and nothing outlives the call.
 
 from __future__ import annotations
 
-from scaler.runbook.actions import control, elb, http, route53, scale, secrets, ssm
+from scaler.runbook.actions import control, deploy, ecs, elb, http, kube, rds, route53, scale, secrets, ssm
 from scaler.runbook.actions.base import Action
 
 REGISTRY: dict[str, type[Action]] = {
@@ -19,6 +19,8 @@ REGISTRY: dict[str, type[Action]] = {
     "route53.restore_records": route53.RestoreRecords,
     "route53.wait_insync": route53.WaitInsync,
     "route53.get_record": route53.GetRecord,
+    "route53.invert_health_check": route53.InvertHealthCheck,
+    "route53.get_health_check": route53.GetHealthCheck,
     "elb.maintenance_rule": elb.MaintenanceRule,
     "ssm.set_parameter": ssm.SetParameter,
     "ssm.get_parameter": ssm.GetParameter,
@@ -26,6 +28,15 @@ REGISTRY: dict[str, type[Action]] = {
     "secrets.restore": secrets.Restore,
     "asg.set_desired": scale.AsgDesired,
     "ecs.set_desired": scale.EcsDesired,
+    "ecs.rollback": ecs.Rollback,
+    "kubernetes.rollout_undo": kube.RolloutUndo,
+    "deploy.rollback": deploy.Rollback,
+    "deploy.status": deploy.Status,
+    "rds.restore_point_in_time": rds.RestorePointInTime,
+    "rds.describe": rds.Describe,
+    "rds.verify": rds.Verify,
+    "rds.point_app": rds.PointApp,
+    "rds.point_app_back": rds.PointAppBack,
     "notify.webhook": http.Notify,
     "http.health_check": http.HealthCheck,
     "wait": control.Wait,

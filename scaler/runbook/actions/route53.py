@@ -1,4 +1,4 @@
-"""Route 53 actions: upsert a record, fail over a PRIMARY/SECONDARY or weighted set, restore, wait INSYNC."""
+"""Route 53 actions: upsert, fail over (rewriting record sets or inverting a switch health check), restore, wait."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from scaler.errors import PermanentError
+from scaler.errors import PermanentError, ProviderError
 from scaler.runbook.actions.base import Action, ActionContext, Inputs, call, read
 from scaler.runbook.records import ProviderCall
 from scaler.units import PositiveSeconds
@@ -342,4 +342,117 @@ class GetRecord(Action[GetInputs]):
             "failover": first.get("Failover"),
             "weight": first.get("Weight"),
             "primary": primary,
+        }
+
+
+# Health checks whose status follows an endpoint in the region being failed over: inverted while that endpoint
+# is down, they report healthy, and Route 53 sends traffic straight back to it.
+ENDPOINT_TYPES = frozenset({"HTTP", "HTTPS", "HTTP_STR_MATCH", "HTTPS_STR_MATCH", "TCP"})
+
+
+def health_check(ctx: ActionContext, health_check_id: str) -> dict[str, Any]:
+    return ctx.aws("route53", "get_health_check", HealthCheckId=health_check_id)["HealthCheck"]
+
+
+def follows_endpoint(config: Mapping[str, Any]) -> bool:
+    """An endpoint check, or a calculated one over child checks (which may be endpoint checks)."""
+    kind = str(config.get("Type", ""))
+    return kind in ENDPOINT_TYPES or (kind == "CALCULATED" and bool(config.get("ChildHealthChecks")))
+
+
+class InvertInputs(Inputs):
+    health_check_id: str | None = Field(
+        description="The switch health check the PRIMARY record depends on; empty: there is none, nothing to do"
+    )
+    inverted: bool | None = Field(True, description="true moves traffic away, false gives it back; null: leave")
+    allow_endpoint_check: bool = Field(
+        False,
+        description="Also invert a check that follows an endpoint (HTTP/HTTPS/TCP, or CALCULATED with children). "
+        "Off by default: while that endpoint is down the inverted check is healthy, so traffic goes back to it",
+    )
+
+
+class InvertHealthCheck(Action[InvertInputs]):
+    name = "route53.invert_health_check"
+    summary = "Invert (or un-invert) a health check so Route 53's own checkers move traffic; outputs the previous"
+    inputs = InvertInputs
+
+    def plan(self, inputs: Mapping[str, Any]) -> list[ProviderCall]:
+        if not inputs.get("health_check_id"):
+            return []
+        return [
+            read("route53", "get_health_check", HealthCheckId=inputs.get("health_check_id")),
+            call(
+                "route53",
+                "update_health_check",
+                HealthCheckId=inputs.get("health_check_id"),
+                Inverted=inputs.get("inverted", True),
+            ),
+        ]
+
+    def run(self, inputs: InvertInputs, ctx: ActionContext) -> dict[str, Any]:
+        if not inputs.health_check_id:
+            return {"health_check_id": None, "previous": None, "inverted": None, "changed": False, "type": None}
+        config = health_check(ctx, inputs.health_check_id)["HealthCheckConfig"]
+        have = bool(config.get("Inverted", False))
+        previous = ctx.memo("previous", lambda: have)
+        out: dict[str, Any] = {
+            "health_check_id": inputs.health_check_id,
+            "previous": previous,
+            "inverted": have if inputs.inverted is None else inputs.inverted,
+            "changed": False,
+            "type": config.get("Type"),
+        }
+        if inputs.inverted is None or have == inputs.inverted:
+            return out
+        if inputs.inverted and follows_endpoint(config) and not inputs.allow_endpoint_check:
+            raise PermanentError(
+                f"health check {inputs.health_check_id} is {config.get('Type')}"
+                + (" over child checks" if config.get("ChildHealthChecks") else "")
+                + ": inverted while its endpoint is down it reports healthy and draws traffic back; invert a "
+                "switch (a CALCULATED check without children, which is always healthy) that the PRIMARY record's "
+                "check depends on, or set allow_endpoint_check",
+                provider="route53",
+                code="EndpointHealthCheck",
+            )
+        # Only Inverted is sent, so a concurrent change to another field of the check is neither lost nor a
+        # conflict (HealthCheckVersion is left out on purpose).
+        ctx.aws("route53", "update_health_check", HealthCheckId=inputs.health_check_id, Inverted=inputs.inverted)
+        out["changed"] = True
+        return out
+
+
+class GetHealthCheckInputs(Inputs):
+    health_check_id: str | None = Field(description="Health check id; empty: reported as not existing")
+
+
+class GetHealthCheck(Action[GetHealthCheckInputs]):
+    name = "route53.get_health_check"
+    summary = "Read a health check (for preconditions and verify): exists, type, inverted, disabled, invertible"
+    inputs = GetHealthCheckInputs
+    mutates = False
+
+    def plan(self, inputs: Mapping[str, Any]) -> list[ProviderCall]:
+        if not inputs.get("health_check_id"):
+            return []
+        return [read("route53", "get_health_check", HealthCheckId=inputs.get("health_check_id"))]
+
+    def run(self, inputs: GetHealthCheckInputs, ctx: ActionContext) -> dict[str, Any]:
+        # `invertible`: inverting it cannot draw traffic to a down endpoint. True when no id is given, so a
+        # precondition can say "the switch, if any, is a switch".
+        missing = {"exists": False, "type": None, "inverted": None, "disabled": None}
+        if not inputs.health_check_id:
+            return missing | {"invertible": True}
+        try:
+            config = health_check(ctx, inputs.health_check_id)["HealthCheckConfig"]
+        except ProviderError as e:
+            if e.code == "NoSuchHealthCheck":
+                return missing | {"invertible": False}
+            raise
+        return {
+            "exists": True,
+            "type": config.get("Type"),
+            "inverted": bool(config.get("Inverted", False)),
+            "disabled": bool(config.get("Disabled", False)),
+            "invertible": not follows_endpoint(config),
         }
