@@ -10,8 +10,8 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 # Data flows this way; a folder may import the foundations (scaler/*.py) and the folders before it.
-ORDER = ("policy", "recordings", "sources", "targets", "store", "decision", "simulate", "runbook", "alerts",
-         "server", "live", "cli")
+ORDER = ("policy", "recordings", "sources", "targets", "store", "notify", "decision", "simulate", "runbook",
+         "alerts", "server", "live", "cli")
 
 
 def imports(root: Path) -> dict[str, set[str]]:
@@ -75,7 +75,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycle_in_the_package_and_no_provider_imports_its_registry() -> None:
     graph = imports(ROOT)
     assert cycles(graph) == []
-    back = [m for m in graph for folder in ("sources", "targets", "store")
+    back = [m for m in graph for folder in ("sources", "targets", "store", "notify")
             if m.startswith(f"scaler.{folder}.") and f"scaler.{folder}.registry" in graph[m]]
     assert back == []
 

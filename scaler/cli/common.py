@@ -22,6 +22,11 @@ def say(console: Console, mark: str, style: str, text: str) -> None:
     console.print(Text.assemble((mark, style), " ", text), highlight=False, soft_wrap=True)
 
 
+def plural(n: int, word: str) -> str:
+    """'1 step', '3 steps', '1 metric'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def error(text: str, console: Console = err) -> None:
     say(console, "error:", "red", text)
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from scaler.cli.common import err, friendly, out, say
+from scaler.cli.common import err, friendly, out, plural, say
 
 app = typer.Typer(help="Check and describe policies.", no_args_is_help=True)
 
@@ -29,7 +29,7 @@ def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy YAM
             failed += 1
             say(err, "✗", "red", str(e))
             continue
-        say(out, "✓", "green", f"{f}: policy {p.name!r} ({p.algorithm}, {len(p.metrics)} metrics, "
+        say(out, "✓", "green", f"{f}: policy {p.name!r} ({p.algorithm}, {plural(len(p.metrics), 'metric')}, "
             f"replicas {p.replicas.min}-{p.replicas.max})")
     if failed:
         raise typer.Exit(2)

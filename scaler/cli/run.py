@@ -45,7 +45,10 @@ def run(
         raise _fail("--log-level: debug, info, warning or error; --log-format: json or text")
     logs.setup(log_level, log_format)
     try:
-        loaded = load_run_config(config)
+        # A dry run only looks: a notification channel whose secret is not there is a warning, not a refusal.
+        loaded = load_run_config(config, strict=not dry_run)
+        for w in loaded.warnings:
+            log.warning("%s", w)
         controller = build(loaded, dry_run=dry_run, listen=listen, serve_http=not once)
     except ConfigError as e:
         raise _fail(str(e)) from None
@@ -61,6 +64,9 @@ def run(
             reports = [loop.safe_tick(g) for g in loop.groups]
             controller.notifier.flush()
             _print_reports(reports, loaded)
+            for skip in controller.skipped:
+                out.print(f"{skip.policy}: target {skip.label} ({skip.kind}) left out of this dry run: {skip.why}",
+                          highlight=False, markup=False, soft_wrap=True)
             bad = any(r.leader and not r.ok for r in reports)
             raise typer.Exit(1 if bad else 0)
         stop = threading.Event()
@@ -116,11 +122,17 @@ def status(
     from scaler.store.base import StoreContext
 
     try:
-        loaded = load_run_config(config)
-        aws = AwsClients(loaded.config.aws.settings())
-        store = loaded.state.build(StoreContext(aws=aws))
-        records = {p.policy.name: store.load(key("decisions", p.policy.name, dry_run=dry_run))
-                   for p in loaded.policies}
+        # Status reads the saved decisions only: notification channels may be off wherever it runs.
+        loaded = load_run_config(config, strict=False)
+        for w in loaded.warnings:
+            typer.echo(f"warning: {w}", err=True)
+        if _never_saved(loaded.state):
+            records = dict.fromkeys((p.policy.name for p in loaded.policies), None)
+        else:
+            aws = AwsClients(loaded.config.aws.settings())
+            store = loaded.state.build(StoreContext(aws=aws))
+            records = {p.policy.name: store.load(key("decisions", p.policy.name, dry_run=dry_run))
+                       for p in loaded.policies}
     except ConfigError as e:
         raise _fail(str(e)) from None
     except ScalerError as e:
@@ -146,3 +158,9 @@ def status(
             tail = " (written)" if t["written"] else ""
             tail += f" ERROR: {t['error']}" if t["error"] else ""
             out.print(f"  {t['label']} ({t['id']}): {line}{tail}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _never_saved(state) -> bool:
+    """A SQLite state file that does not exist holds no decision; looking must not create it."""
+    path = getattr(state, "path", None) if state.kind == "sqlite" else None
+    return path is not None and not Path(path).exists()

@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
-from scaler import secrets
 from scaler import yamlio as cfgio
 from scaler.alerts.rules import Rule, check_rules
 from scaler.aws import AwsSection
 from scaler.errors import ConfigError, Problem
 from scaler.live.health import HealthRule
+from scaler.notify import Channel, NotifyContext
+from scaler.notify.registry import CHANNELS, DEFAULT
 from scaler.policy.load import load_policy
 from scaler.policy.model import Policy
 from scaler.registry import by_kind
@@ -29,7 +30,6 @@ from scaler.units import PositiveSeconds, split_listen
 from scaler.yamlio import Strict
 
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class PolicyEntry(Strict):
@@ -55,28 +55,6 @@ class RetrySection(Strict):
     attempts: int = Field(4, ge=1, le=20, description="Tries per call, the first included")
     initial: PositiveSeconds = Field(0.2, description="Seconds before the first retry; doubles each time")
     max_delay: PositiveSeconds = Field(5.0, description="Cap on one delay, seconds")
-
-
-class NotifySection(Strict):
-    """A Slack-compatible incoming webhook. The URL embeds a credential: it never goes in this file."""
-
-    name: str = Field(description="Channel name for logs (the URL is never logged)")
-    url_env: EnvName | None = Field(None, description="Environment variable holding the webhook URL")
-    url_file: Path | None = Field(None, description="File holding the webhook URL")
-    severities: list[str] = Field(["warning", "critical"], description="info, warning and/or critical")
-
-    @field_validator("severities")
-    @classmethod
-    def _known(cls, values: list[str]) -> list[str]:
-        bad = [v for v in values if v not in ("info", "warning", "critical")]
-        if bad or not values:
-            raise ValueError(f"expected some of info, warning, critical; got {values}")
-        return values
-
-    @model_validator(mode="after")
-    def _one_source(self) -> NotifySection:
-        secrets.one_place(self, "url")
-        return self
 
 
 class RunbooksSection(Strict):
@@ -112,7 +90,8 @@ class RunConfig(Strict):
         None, description="/readyz fails when no tick succeeded for this long (default: 3 policy intervals)")
     retry: RetrySection = Field(default_factory=RetrySection)
     workers: int = Field(16, ge=1, le=256, description="Provider calls in flight at once (reads and writes)")
-    notify: list[NotifySection] = Field(default_factory=list)
+    notify: list[dict[str, Any]] = Field(default_factory=list, description="Notification channels: each has a "
+                                         "`kind` (slack when left out), `name`, `severities` and that kind's fields")
     health_rules: list[HealthRule] = Field(default_factory=list)
     runbooks: RunbooksSection | None = None
     policies: list[PolicyEntry] = Field(min_length=1)
@@ -151,7 +130,8 @@ class Loaded:
     state: StoreConfig
     lease: LeaseConfig
     policies: tuple[PolicySpec, ...]
-    channels: tuple[tuple[NotifySection, str], ...]  # (section, url); the URL is a secret
+    channels: tuple[Channel, ...]  # built, their secrets read (held inside, never shown)
+    warnings: tuple[Problem, ...] = ()  # what was left out instead of refused (load_run_config(strict=False))
 
     @property
     def base(self) -> Path:
@@ -162,11 +142,15 @@ def _at(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def load_run_config(path: str | Path) -> Loaded:
+def load_run_config(path: str | Path, *, strict: bool = True) -> Loaded:
     """Read, validate and resolve a run config; one ConfigError lists every problem found.
 
-    The pluggable sections (prometheus, state, lease, each target) and the policy files are checked even
-    when the top level has problems, so a first run shows everything that needs fixing.
+    The pluggable sections (prometheus, state, lease, each target, each notification channel) and the policy
+    files are checked even when the top level has problems, so a first run shows everything that needs fixing.
+
+    strict=False is for looking without acting (`run --dry-run`, `status`): a notification channel whose
+    secret cannot be read is left out, with a warning in `Loaded.warnings` naming it, instead of refusing the
+    whole config. A config that does not validate is refused either way.
     """
     source = Path(path)
     raw = cfgio.read_yaml(source)
@@ -195,17 +179,18 @@ def load_run_config(path: str | Path) -> Loaded:
     entries = raw.get("policies") if isinstance(raw.get("policies"), list) else []
     policies = _policies(entries, base, problems)
 
-    channels: tuple[tuple[NotifySection, str], ...] = ()
     if cfg is not None:
         _check_rules(cfg, policies, problems)
-        channels = _channels(cfg, base, problems)
+    notify = raw.get("notify") if isinstance(raw.get("notify"), list) else []
+    warnings: list[Problem] = []
+    channels = _channels(notify, base, problems, warnings if not strict else problems)
     if problems or cfg is None or prom is None or state is None or lease is None:
         raise ConfigError(source, problems)
     resolved = cfg.model_copy(update={
         "audit": _at(base, cfg.audit) if cfg.audit else None,
         "runbooks": _runbook_paths(cfg.runbooks, base),
     })
-    return Loaded(source, resolved, prom, state, lease, tuple(policies), channels)
+    return Loaded(source, resolved, prom, state, lease, tuple(policies), channels, tuple(warnings))
 
 
 def _policies(entries: list[Any], base: Path, problems: list[Problem]) -> list[PolicySpec]:
@@ -283,19 +268,26 @@ def _check_rules(cfg: RunConfig, policies: list[PolicySpec], problems: list[Prob
                                     + (f"policy {rule.policy!r}" if rule.policy else "any policy")))
 
 
-def _channels(cfg: RunConfig, base: Path, problems: list[Problem]) -> tuple[tuple[NotifySection, str], ...]:
-    out = []
-    for i, ch in enumerate(cfg.notify):
+def _channels(entries: list[Any], base: Path, problems: list[Problem],
+              unavailable: list[Problem]) -> tuple[Channel, ...]:
+    """Type each `notify` entry by its kind (slack when it names none, as every entry did before kinds) and
+    build it, reading its secrets. A channel that validates but cannot be built (a secret not readable) goes to
+    `unavailable`, which is `problems` when the config is strict and the warnings otherwise."""
+    out: list[Channel] = []
+    names: dict[str, int] = {}
+    for i, entry in enumerate(entries):
         where = f"notify[{i}]"
-        field = "url_env" if ch.url_env is not None else "url_file"
+        typed = by_kind(CHANNELS, entry, where=where, problems=problems, default=DEFAULT)
+        if typed is None:
+            continue
+        if typed.name in names:
+            problems.append(Problem(f"{where}.name", f"{typed.name!r} is already the name of "
+                                    f"notify[{names[typed.name]}]"))
+            continue
+        names[typed.name] = i
         try:
-            url = secrets.read(env=ch.url_env, file=ch.url_file, base=base)
-        except secrets.SecretUnavailable as e:
-            problems.append(Problem(f"{where}.{field}", str(e)))
-            continue
-        if not url.startswith(("https://", "http://")):
-            # Never echo the value: it is a credential.
-            problems.append(Problem(where, "the webhook URL must start with https:// or http://"))
-            continue
-        out.append((ch, url))
+            out.append(typed.build(NotifyContext(base_dir=base)))
+        except ConfigError as e:
+            fix = "" if unavailable is problems else f" (channel {typed.name} is off)"
+            unavailable += [Problem(f"{where}.{p.where}" if p.where else where, p.what + fix) for p in e.problems]
     return tuple(out)

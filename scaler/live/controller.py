@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -17,7 +18,8 @@ from scaler.live.config import Loaded
 from scaler.live.decisionlog import DecisionLog
 from scaler.live.loop import Group, HealthEvent, Loop
 from scaler.live.metrics import LoopMetrics
-from scaler.notify import Channel, Notifier
+from scaler.live.notices import event_labels
+from scaler.notify import Notifier
 from scaler.server.http import Server
 from scaler.targets.base import KubeSettings, TargetContext
 from scaler.units import split_listen
@@ -71,6 +73,16 @@ class LeaseKeeper:
             self.lease.release()
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A target a dry run could not build (no kubeconfig, say), left out with a warning instead of refusing."""
+
+    policy: str
+    label: str
+    kind: str
+    why: str
+
+
 @dataclass
 class Controller:
     loop: Loop
@@ -79,6 +91,7 @@ class Controller:
     notifier: Notifier
     aws: AwsClients
     stack: ExitStack = field(repr=False)
+    skipped: tuple[Skipped, ...] = ()  # targets a dry run left out, and why
 
     def close(self) -> None:
         self.stack.close()
@@ -127,15 +140,10 @@ def build(
         lease = SoloLease(store_ctx.holder) if dry_run else loaded.lease.build(store_ctx)
         if hasattr(source, "close"):
             stack.callback(source.close)
-        groups = []
-        for p in loaded.policies:
-            g = Group(policy=p.policy, target_label=p.target_label, labels=tuple(t.label for t in p.targets),
-                      targets=tuple(t.config.build(ctx) for t in p.targets))
-            g.bind(cfg.health_rules)
-            groups.append(g)
-        notifier = Notifier([Channel(ch.name, url, frozenset(ch.severities)) for ch, url in loaded.channels])
+        groups, skipped = _groups(loaded, ctx, dry_run=dry_run)
+        notifier = Notifier(loaded.channels, clock=clock, labels=_runbook_label(loaded))
         stack.callback(notifier.close)
-        on_event = _runbook_dispatch(loaded, stack, aws)
+        on_event = _runbook_dispatch(loaded, stack, aws, dry_run=dry_run)
         loop = Loop(groups, source=source, store=store, lease=lease, clock=clock, retry=cfg.retry_policy(),
                     dry_run=dry_run, metrics=LoopMetrics(registry),
                     decisions=DecisionLog(cfg.audit) if cfg.audit else None, notifier=notifier,
@@ -153,7 +161,7 @@ def build(
             except OSError as e:
                 raise ScalerError(f"cannot listen on {listen or cfg.listen}: {e.strerror or e}") from e
             stack.callback(server.stop)
-        return Controller(loop, server, keeper, notifier, aws, stack)
+        return Controller(loop, server, keeper, notifier, aws, stack, tuple(skipped))
     except BaseException:
         stack.close()
         raise
@@ -166,8 +174,63 @@ def _ready(loop: Loop, keeper: LeaseKeeper) -> tuple[bool, str]:
     return loop.ready()
 
 
-def _runbook_dispatch(loaded: Loaded, stack: ExitStack, aws: AwsClients):
-    """Health events start runbooks through the same trigger rules and dedup as Alertmanager alerts."""
+def _groups(loaded: Loaded, ctx: TargetContext, *, dry_run: bool) -> tuple[list[Group], list[Skipped]]:
+    """Each policy with its targets built. A real run refuses a target it cannot build; a dry run, which only
+    looks, leaves it out with a warning (and a policy left with no target), so the rest can still be shown."""
+    groups, skipped = [], []
+    for p in loaded.policies:
+        labels, targets = [], []
+        for t in p.targets:
+            try:
+                targets.append(t.config.build(ctx))
+                labels.append(t.label)
+            except ScalerError as e:
+                if not dry_run:
+                    raise
+                skipped.append(Skipped(p.policy.name, t.label, t.config.kind, str(e)))
+                log.warning("policy %s: target %s (%s) left out of this dry run: %s", p.policy.name, t.label,
+                            t.config.kind, e, extra={"policy": p.policy.name, "target": t.label})
+        if not targets:
+            log.warning("policy %s: no target could be built; the policy is left out of this dry run",
+                        p.policy.name, extra={"policy": p.policy.name})
+            continue
+        g = Group(policy=p.policy, target_label=p.target_label, labels=tuple(labels), targets=tuple(targets))
+        g.bind(loaded.config.health_rules)
+        groups.append(g)
+    if not groups:
+        raise ScalerError("no target could be built: " + "; ".join(f"{s.label} ({s.kind}): {s.why}" for s in skipped))
+    return groups, skipped
+
+
+def _runbook_label(loaded: Loaded):
+    """The runbook a condition's alert would start, as its `runbook` label (from the first trigger rule matching
+    its labels, as the dispatch picks it), so Alertmanager can route or link by it."""
+    rb = loaded.config.runbooks
+    if rb is None or not rb.triggers:
+        return None
+    rules = list(rb.triggers)
+
+    def label(labels: Mapping[str, str]) -> dict[str, str]:
+        rule = next((r for r in rules if r.matches(dict(labels))), None)
+        return {"runbook": rule.runbook} if rule is not None else {}
+
+    return label
+
+
+class _PlanOnly:
+    """The runbook service as a dry run sees it: every run it starts is planned and journaled, never run (a
+    plan keeps no idempotency key, so it never stands in for the real controller's run of the same event)."""
+
+    def __init__(self, service):
+        self._service = service
+
+    def start(self, runbook, params, *, trigger, dry_run=False, require_approval=False):
+        return self._service.start(runbook, params, trigger=trigger, dry_run=True)
+
+
+def _runbook_dispatch(loaded: Loaded, stack: ExitStack, aws: AwsClients, *, dry_run: bool = False):
+    """Health events start runbooks through the same trigger rules and dedup as Alertmanager alerts; in a dry
+    run they only plan them (journaled with status "planned"): shadow mode changes nothing."""
     rb = loaded.config.runbooks
     if rb is None:
         return None
@@ -181,12 +244,12 @@ def _runbook_dispatch(loaded: Loaded, stack: ExitStack, aws: AwsClients):
     service = RunbookService(runbooks_dir=rb.dir, journal_path=rb.journal, audit_path=rb.audit,
                              aws=aws.settings, http_timeout=rb.http_timeout)
     check_rules_fit(list(rb.triggers), service, loaded.source, prefix="runbooks.")
-    dispatcher = Dispatcher(service=service, rules=list(rb.triggers), workers=rb.workers)
+    dispatcher = Dispatcher(service=_PlanOnly(service) if dry_run else service, rules=list(rb.triggers),
+                            workers=rb.workers)
     stack.callback(dispatcher.close)
 
     def on_event(e: HealthEvent) -> None:
-        labels = {"alertname": e.rule.name, "policy": e.policy, "target": e.target, "severity": e.rule.severity,
-                  **e.rule.labels}
+        labels = event_labels(e)
         payload = synthetic_payload(labels, {"summary": e.evidence}, status=e.status,  # type: ignore[arg-type]
                                     starts_at=datetime.fromtimestamp(e.since, UTC), receiver="health-rules")
         for outcome in dispatcher.submit(payload, kind="health-rule", who="scaler/health-rules"):

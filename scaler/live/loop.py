@@ -172,7 +172,7 @@ class Loop:
         self.telemetry.health(events)
         for message in notices(g.said, policy=g.name, metric_names=g.metric_names, outcomes=done.outcomes,
                                events=events, query_errors=seen.query_errors, reasons=decision.reasons,
-                               observed=decision.observed):
+                               observed=decision.observed, now=now):
             if self.notifier is not None:
                 self.notifier.send(message)
         self._dispatch(events)

@@ -40,8 +40,8 @@ POLICIES = [
     ("interval-1e20", "interval: 15s", "interval: 1e20", "interval: must be from 1s to 1h, got 1e+20 s"),
     ("interval-inf", "interval: 15s", "interval: .inf",
      "interval: a duration must be a finite number of seconds, got inf"),
-    ("window-100000h", "length: 20m", "length: 100000h",
-     "metrics[1].window.length: must be at most 1d, got 4166d16h"),
+    ("window-100000h", "length: 30s", "length: 100000h",
+     "metrics[0].window.length: must be at most 1d, got 4166d16h"),
 ]
 
 
@@ -104,7 +104,7 @@ def simulate_limited(args: list[str]) -> dict:
 
 SIMULATED = [(name, what) for name, _, _, what in POLICIES] + [
     ("century", "invalid data: resampled every 15 s, its 73,050.0 days (to one step past the last sample) are "
-                "420,768,000 ticks x 1 target(s) = 420,768,000 cells, more than the limit of 10,000,000"),
+                "420,768,000 ticks x 1 target(s) = 420,768,000 cells, more than the limit of 50,000,000"),
     ("cell", "invalid data: row 402, column 'cpu': a cell of 5,000,000 characters, more than the limit of 256"),
     ("deep", "invalid data: nested 100,000 deep, more than the limit of 32"),
 ]

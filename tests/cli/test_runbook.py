@@ -148,7 +148,9 @@ def test_a_name_that_is_a_path_is_refused_and_nothing_outside_is_touched(tmp_pat
     result = cli(*args, "--runbooks", str(runbooks), "--journal", str(journal))
     assert result.exit_code == 2, result.output
     assert message in result.output and "outside.yaml" not in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.yaml", "runbooks", "state"]
+    # the journal is opened where a run needs it; a plan, which only looks, leaves nothing on disk
+    opened = [] if args[0] == "plan" else ["state"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.yaml", "runbooks", *opened]
     assert not list(tmp_path.rglob("*.lock"))
 
 
@@ -192,3 +194,67 @@ def test_a_secret_given_by_value_works_but_warns_that_the_process_list_shows_it(
     assert "T0K3N-abc" not in by_value.output
     by_reference = cli("plan", "hook", "-p", "url=env:HOOK_URL", "--runbooks", str(runbooks))
     assert by_reference.exit_code == 0 and "warning" not in by_reference.output
+
+
+# --- plan touches nothing on disk; list and validate read well ---------------------------------------------
+
+
+def test_plan_creates_no_journal_no_audit_log_and_no_state_directory(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    default = cli("plan", "maintenance-mode", "-p", "state=on", "-p", "listener_arn=arn:l", "--runbooks",
+                  str(RUNBOOKS), env={"SCALER_STATE_DIR": str(state)})
+    assert default.exit_code == 0, default.output
+    assert "elbv2" in default.output
+    named = cli("plan", "maintenance-mode", "-p", "state=on", "-p", "listener_arn=arn:l", "--runbooks",
+                str(RUNBOOKS), "--journal", str(state / "j" / "journal.db"), "--audit", str(state / "a" / "a.jsonl"))
+    assert named.exit_code == 0, named.output
+    assert list(tmp_path.iterdir()) == []
+
+
+LONG = ("Fail the web tier over to the secondary region when the primary stops answering, then scale the standby "
+        "group up and verify the new primary serves before telling the team")
+
+
+def test_list_cuts_a_long_description_at_a_word_and_validate_counts_in_words(tmp_path: Path) -> None:
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "one.yaml").write_text(f"name: one\ndescription: {LONG}\n"
+                                       "steps: [{id: a, action: wait, inputs: {seconds: 1}}]\n")
+    listed = cli("list", "--runbooks", str(runbooks))
+    assert listed.exit_code == 0, listed.output
+    # 90 characters at most, ending at a word; the table may wrap it further, also between words
+    row = " ".join(listed.output.split("description", 1)[1].split())
+    assert row == "one 1 Fail the web tier over to the secondary region when the primary stops answering, then…"
+    checked = cli("validate", str(runbooks / "one.yaml"))
+    assert checked.exit_code == 0 and checked.output.strip().endswith("runbook 'one' (1 step)")
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "shown"),
+    [
+        ("short enough", 20, "short enough"),
+        ("exactly twenty chars", 20, "exactly twenty chars"),
+        ("a word that does not fit", 12, "a word that…"),
+        ("a word that does not fit", 11, "a word…"),
+        ("ends at a word, then more", 16, "ends at a word…"),
+        ("  spaces\n and\tlines   collapse ", 40, "spaces and lines collapse"),
+        ("oneverylongwordwithoutspaces", 10, "oneverylo…"),
+    ],
+    ids=["fits", "fits-exactly", "drops-the-cut-word", "drops-the-cut-word-2", "trailing-comma-dropped",
+         "whitespace", "one-long-word"],
+)
+def test_shorten_cuts_at_a_word_boundary(text: str, width: int, shown: str) -> None:
+    from scaler.cli.runbook import shorten
+
+    assert shorten(text, width) == shown
+    assert len(shorten(text, width)) <= width
+
+
+def test_policy_validate_counts_one_metric_as_one_metric(tmp_path: Path) -> None:
+    from scaler.cli.main import app as main
+
+    path = tmp_path / "one.yaml"
+    path.write_text("name: one\nreplicas: {min: 1, max: 4}\nmetrics: [{name: cpu, target: 70}]\n")
+    result = runner.invoke(main, ["policy", "validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "1 metric," in result.output and "1 metrics" not in result.output

@@ -14,6 +14,7 @@ from scaler.errors import ConfigError, PermanentError
 from scaler.live.config import load_run_config
 from scaler.live.controller import LeaseKeeper, _ready
 from scaler.live.loop import Group, Loop
+from scaler.notify.slack import SlackChannel
 from scaler.sources.prometheus import PrometheusConfig
 from scaler.store.base import StoreContext
 from scaler.store.lease import DynamoLease, DynamoLeaseConfig
@@ -168,7 +169,9 @@ def test_a_missing_webhook_url_variable_names_the_field(tmp_path: Path, monkeypa
 
     monkeypatch.setenv("SCALER_TEST_HOOK", f" {URL}\n")
     loaded = load_run_config(path)
-    assert [(ch.name, url) for ch, url in loaded.channels] == [("oncall", URL)]
+    (channel,) = loaded.channels
+    assert isinstance(channel, SlackChannel) and channel.name == "oncall"  # no kind: the chat webhook, as before
+    assert channel._url == URL and URL not in repr(channel)
 
 
 def test_a_webhook_url_is_never_echoed_when_it_is_not_a_url(tmp_path: Path) -> None:
@@ -177,3 +180,74 @@ def test_a_webhook_url_is_never_echoed_when_it_is_not_a_url(tmp_path: Path) -> N
         load_run_config(write_config(tmp_path, notify=[{"name": "oncall", "url_file": "hook-url"}]))
     assert [(p.where, p.what) for p in caught.value.problems] == [
         ("notify[0]", "the webhook URL must start with https:// or http://")]
+
+
+# --- looking without acting: `run --dry-run` and `status` warn where a real run refuses ---
+
+
+def test_a_channel_whose_secret_is_missing_refuses_a_real_run_and_warns_a_dry_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCALER_TEST_HOOK", raising=False)
+    monkeypatch.setenv("SCALER_TEST_HOOK_2", URL)
+    path = write_config(tmp_path, notify=[{"name": "oncall", "url_env": "SCALER_TEST_HOOK"},
+                                          {"name": "team", "url_env": "SCALER_TEST_HOOK_2"}])
+    with pytest.raises(ConfigError):
+        load_run_config(path)
+    loaded = load_run_config(path, strict=False)
+    assert [c.name for c in loaded.channels] == ["team"]
+    assert [str(w) for w in loaded.warnings] == [
+        "notify[0].url_env: environment variable SCALER_TEST_HOOK is not set (channel oncall is off)"]
+
+
+def test_a_config_that_does_not_validate_is_refused_even_when_only_looking(tmp_path: Path) -> None:
+    path = write_config(tmp_path, notify=[{"name": "oncall", "url_env": "HOOK", "kind": "pager"}])
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(path, strict=False)
+    assert [p.where for p in caught.value.problems] == ["notify[0].kind"]
+
+
+def kube_config(tmp_path: Path) -> Path:
+    return write_config(tmp_path, lease={"kind": "solo"}, kubernetes={"kubeconfig": "no-such-kubeconfig",
+                                                                      "in_cluster": False},
+                        policies=[{"policy": "policy.yaml", "target_label": "service", "targets": [
+                            {"label": "a", "kind": "dry-run", "name": "a", "replicas": 2},
+                            {"label": "k", "kind": "kubernetes", "namespace": "shop", "name": "checkout"},
+                        ]}])
+
+
+def test_a_dry_run_leaves_out_a_target_it_cannot_build_and_says_which(tmp_path: Path, caplog) -> None:
+    from scaler.errors import ScalerError
+    from scaler.live.controller import build
+
+    loaded = load_run_config(kube_config(tmp_path))
+    with pytest.raises(ScalerError):  # a real run refuses: it would scale what it was given
+        build(loaded, serve_http=False)
+    with build(loaded, dry_run=True, serve_http=False) as c:
+        assert [g.labels for g in c.loop.groups] == [("a",)]
+        (skip,) = c.skipped
+        assert (skip.policy, skip.label, skip.kind) == ("web", "k", "kubernetes") and "kubeconfig" in skip.why
+    assert any("target k (kubernetes) left out of this dry run" in r.getMessage() for r in caplog.records)
+
+
+def test_a_dry_run_plans_the_runbooks_its_health_events_would_start(tmp_path: Path) -> None:
+    from scaler.live.controller import build
+    from scaler.live.health import HealthEvent, HealthRule
+    from scaler.runbook.service import RunbookService
+
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "scale-standby.yaml").write_text(yaml.safe_dump({
+        "name": "scale-standby", "description": "Bring the standby group up",
+        "steps": [{"id": "up", "action": "asg.set_desired", "inputs": {"group": "standby", "desired": 3}}]}))
+    rule = {"name": "errors-high", "metric": "cpu", "above": 90}
+    section = {"dir": "runbooks", "journal": "journal.db", "audit": "runbooks.jsonl",
+               "triggers": [{"name": "standby", "match": {"alertname": "errors-high"}, "auto": True,
+                             "runbook": "scale-standby"}]}
+    loaded = load_run_config(write_config(tmp_path, lease={"kind": "solo"}, health_rules=[rule], runbooks=section))
+    with build(loaded, dry_run=True, serve_http=False) as c:
+        event = HealthEvent(HealthRule.model_validate(rule), "web", "a", "firing", 1_700_000_000.0, "cpu 95")
+        c.loop.on_event(event)
+    (run,) = RunbookService(runbooks_dir=runbooks, journal_path=tmp_path / "journal.db",
+                            audit_path=tmp_path / "runbooks.jsonl").status()
+    assert (run.runbook, run.status, run.trigger.kind) == ("scale-standby", "planned", "health-rule")
+    assert run.trigger.key is None  # a plan never stands in for the real controller's run of the same event

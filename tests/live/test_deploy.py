@@ -11,7 +11,8 @@ from scaler.live.config import load_run_config
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
-URLS = {"SCALER_SLACK_ONCALL": "https://hooks.example.com/oncall", "SCALER_SLACK_TEAM": "https://hooks.example.com/t"}
+URLS = {"SCALER_SLACK_ONCALL": "https://hooks.example.com/oncall", "SCALER_SLACK_TEAM": "https://hooks.example.com/t",
+        "SCALER_SMTP_PASSWORD": "smtp-password"}
 
 
 def test_the_example_run_config_loads(monkeypatch):
@@ -20,6 +21,12 @@ def test_the_example_run_config_loads(monkeypatch):
     loaded = load_run_config(ROOT / "examples" / "run.yaml")
     kinds = [t.config.kind for t in loaded.policies[0].targets]
     assert kinds == ["aws-asg", "aws-ecs", "kubernetes", "dry-run"]
+    # the plans' routing: Alertmanager pages, chat and email for warning and critical alike
+    assert [(type(c).__name__, c.name, sorted(c.severities)) for c in loaded.channels] == [
+        ("AlertmanagerChannel", "alertmanager", ["critical", "warning"]),
+        ("SlackChannel", "team", ["critical", "warning"]),
+        ("EmailChannel", "team-mail", ["critical", "warning"]),
+    ]
     assert [r.name for r in loaded.config.health_rules] == ["latency-critical", "errors-critical",
                                                             "errors-rollback", "latency-rollback", "health-check"]
 

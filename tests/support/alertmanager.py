@@ -69,9 +69,6 @@ def alertmanager(
     ready_timeout: float = 15.0,
 ) -> Iterator[Alertmanager]:
     """Run Alertmanager with one webhook receiver that sends `Authorization: Bearer <token>`."""
-    _require(ALERTMANAGER)
-    _require(AMTOOL)
-    workdir.mkdir(parents=True, exist_ok=True)
     config = {
         "route": {"receiver": "scaler", "group_by": list(group_by), "group_wait": group_wait,
                   "group_interval": group_interval, "repeat_interval": repeat_interval},
@@ -81,6 +78,16 @@ def alertmanager(
             "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
         }]}],
     }
+    with running_alertmanager(workdir, config, ready_timeout=ready_timeout) as am:
+        yield am
+
+
+@contextmanager
+def running_alertmanager(workdir: Path, config: dict, *, ready_timeout: float = 15.0) -> Iterator[Alertmanager]:
+    """Run Alertmanager with any config (a route tree and receivers), checked by amtool first."""
+    _require(ALERTMANAGER)
+    _require(AMTOOL)
+    workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "am.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     check = subprocess.run([str(AMTOOL), "check-config", str(config_path)], capture_output=True, text=True,

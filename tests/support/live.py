@@ -109,12 +109,14 @@ class ChatReceiver:
     """Records the JSON bodies posted to it, like a Slack incoming webhook would receive them."""
 
     def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        received = self.posts
+        self.posts: list[Any] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of each post
+        received, requests = self.posts, self.requests
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                requests.append((self.path, dict(self.headers.items())))
                 received.append(json.loads(body))
                 self.send_response(200)
                 self.end_headers()
