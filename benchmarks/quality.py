@@ -33,8 +33,10 @@ sys.path.insert(0, str(ROOT))
 from scaler.policy.load import load_policy  # noqa: E402
 from scaler.policy.model import Policy  # noqa: E402
 from scaler.recordings.load import load_recording  # noqa: E402
-from scaler.simulate.judge import Point, hpa_curve, judge  # noqa: E402
-from scaler.simulate.replay import simulate  # noqa: E402
+from scaler.simulate.baseline import hpa_baseline  # noqa: E402
+from scaler.simulate.judge import SWEEP_TARGETS, Curve, Point, judge  # noqa: E402
+from scaler.simulate.replay import demand_for  # noqa: E402
+from scaler.simulate.sweep import figures  # noqa: E402
 from scaler.simulate.world import World, busy_scale  # noqa: E402
 
 COUNTS = ("Twitter_volume_", "elb_request_count", "nyc_taxi", "ec2_network_in", "nasa_http_rps", "twitter_stream_rps")
@@ -51,16 +53,27 @@ GRID = {
 }
 
 
-def candidates(base: Policy) -> dict[str, Policy]:
-    out = {}
-    for stab in GRID["stabilization"]:
-        for down in GRID["down"]:
-            for up in GRID["up"]:
-                for win in GRID["window"]:
-                    for trend in GRID["trend"]:
-                        out[f"stab {stab}s, band {down}-{up} %, window {win}s, trend {'on' if trend else 'off'}"] = \
-                            variant(base, stab, down, up, win, trend)
+def candidates(base: Policy) -> dict[tuple[float, bool], dict[str, Policy]]:
+    """The grid, grouped by state layout (CPU window length, trend on or off): each group runs as the columns
+    of one compiled run (scaler.simulate.sweep), the rest of the grid differing per column."""
+    out: dict[tuple[float, bool], dict[str, Policy]] = {}
+    for win in GRID["window"]:
+        for trend in GRID["trend"]:
+            group = out.setdefault((win, trend), {})
+            for stab in GRID["stabilization"]:
+                for down in GRID["down"]:
+                    for up in GRID["up"]:
+                        name = f"stab {stab}s, band {down}-{up} %, window {win}s, trend {'on' if trend else 'off'}"
+                        group[name] = variant(base, stab, down, up, win, trend)
     return out
+
+
+def points(policies: dict[str, Policy], rec, world) -> dict[str, Point]:
+    """Each policy's cost and violation, from one side-by-side run."""
+    pols = list(policies.values())
+    f = figures(pols, demand_for(pols[0], rec, world), world)
+    return {name: Point(name, float(f.replica_hours[k]), float(f.violation_seconds[k]) / 3600)
+            for k, name in enumerate(policies)}
 
 
 def variant(base: Policy, stab: float, down: float, up: float, window: float, trend: bool) -> Policy:
@@ -100,9 +113,10 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=None, help="only the first N days of each trace")
     args = ap.parse_args()
     web = load_policy(args.policy)
-    grid = candidates(web)
+    groups = candidates(web)
+    names = [name for g in groups.values() for name in g]
     traces = [p for p in sorted(args.traces.glob("*.csv")) if p.stem not in REFUSED]
-    print(f"{len(grid)} candidates x {len(traces)} traces; SLO {web.slo.model_dump(exclude_none=True)}",
+    print(f"{len(names)} candidates x {len(traces)} traces; SLO {web.slo.model_dump(exclude_none=True)}",
           file=sys.stderr)
     scores: dict[str, dict[str, float]] = {}
     rows = {}
@@ -111,15 +125,16 @@ def main() -> None:
         rec = cut(load_recording(path, metric="load" if "value" in path.read_text()[:40] else None), args.days)
         (values,) = rec.metrics.values()
         world = World(**busy_scale(values, count=path.stem.startswith(COUNTS)), slo=web.slo)
-        curve = hpa_curve(web, rec, world)
-        scores[path.stem] = {name: judge(Point.of(simulate(p, rec, world, record=False)), curve).ratio
-                             for name, p in grid.items()}
-        shipped = Point.of(simulate(web, rec, world, record=False))
+        hpas = {f"hpa {t:g}": hpa_baseline(web, cpu_target=float(t)) for t in SWEEP_TARGETS}
+        curve = Curve(tuple(points(hpas, rec, world).values()), tuple(float(t) for t in SWEEP_TARGETS))
+        scores[path.stem] = {}
+        for group in groups.values():
+            scores[path.stem].update({n: judge(pt, curve).ratio for n, pt in points(group, rec, world).items()})
+        shipped = points({"web": web}, rec, world)["web"]
         own = next(p for t, p in zip(curve.targets, curve.points, strict=True) if t == web.metrics[0].target)
         rows[path.stem] = (judge(shipped, curve), own)
         print(f"  {path.stem}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
 
-    names = list(grid)
     print("| trace | chosen on the other traces | held-out: violations / HPA's at equal cost | shipped web: "
           "at equal cost | shipped web vs HPA at 70 %: violations, replica-h |")
     print("|---|---|---:|---:|---:|")
