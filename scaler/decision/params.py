@@ -3,11 +3,16 @@
 This is the only place a policy setting is turned into what the kernel reads: adding a setting means a
 field in the policy model (scaler.policy.model), a field and its line in `params_of` here, and the step
 in scaler.decision.kernel that uses it.
+
+A Params has columns: a policy has one, which every target reads; `side_by_side` lays several policies
+that share a state layout next to each other, one column per target of each, so one compiled run tries
+them all (scaler.simulate.sweep).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -38,15 +43,21 @@ SELECTS = {"max": SELECT_MAX, "min": SELECT_MIN, "disabled": SELECT_DISABLED}
 
 class Params(NamedTuple):
     """A policy as the compiled code reads it, by field name. Per-metric arrays are (metrics,); rate-limit
-    policies are rows of (type, value, period) per direction."""
+    policies are rows of (type, value, period) per direction.
+
+    The settings a tuner varies are per column: `columns` is 1 for a policy (every target reads column 0),
+    or the run's target count when policies sit side by side (target j reads column j). Per-column
+    per-metric values (target, up, down) are stored metric by metric, (metrics x columns,): metric i's
+    row is [i x columns, (i + 1) x columns), so a policy's are (metrics,) as for every other per-metric
+    field. Everything that shapes the state (windows, panic windows, history slots) is shared."""
 
     hpa: bool  # algorithm: hpa (tolerance and HPA's proposals) instead of the hysteresis band
     legacy: bool  # hpa without behavior: the pre-v2 normalization path
     kind: np.ndarray  # int64 metric kind
-    target: np.ndarray
+    target: np.ndarray  # per column: (metrics x columns,)
     whole: np.ndarray  # bool: hpa reads the value as a whole percent (truncated), as HPA does resource utilization
-    up: np.ndarray  # scale up above (band)
-    down: np.ndarray  # scale down below (band)
+    up: np.ndarray  # per column: scale up above (band)
+    down: np.ndarray  # per column: scale down below (band)
     window: np.ndarray  # int64 window kind
     slots: np.ndarray  # int64 ring length (1 for last and ewma)
     alpha: np.ndarray  # ewma weight of a new sample
@@ -62,14 +73,14 @@ class Params(NamedTuple):
     has_fallback: bool
     fallback_after: int  # ticks with a metric missing before the fallback count applies
     fallback_replicas: float
-    up_window: float  # stabilization seconds
-    down_window: float
+    up_window: np.ndarray  # (columns,) stabilization seconds
+    down_window: np.ndarray  # (columns,)
     up_select: int
     down_select: int
     up_policies: np.ndarray  # (k, 3) float: type, value, period
     down_policies: np.ndarray
-    cooldown_up: float
-    cooldown_down: float
+    cooldown_up: np.ndarray  # (columns,) seconds
+    cooldown_down: np.ndarray  # (columns,)
     has_panic: bool
     panic_threshold: float
     panic_hold: float
@@ -78,6 +89,7 @@ class Params(NamedTuple):
     ring_start: np.ndarray  # int64 first row of each metric's ring in the stacked rings
     panic_start: np.ndarray  # int64 first row of each panic window's ring
     history_slots: int  # slots of the recommendation and scale-event histories
+    columns: int  # 1: every target reads column 0; else one column per target
 
 
 def params_of(policy: Policy) -> Params:
@@ -116,14 +128,14 @@ def params_of(policy: Policy) -> Params:
         has_fallback=policy.fallback is not None,
         fallback_after=int(policy.fallback.failure_threshold) if policy.fallback else 0,
         fallback_replicas=float(policy.fallback.replicas) if policy.fallback else 0.0,
-        up_window=float(b.scale_up.stabilization),
-        down_window=float(b.scale_down.stabilization),
+        up_window=f([b.scale_up.stabilization], dtype=float),
+        down_window=f([b.scale_down.stabilization], dtype=float),
         up_select=SELECTS[b.scale_up.select],
         down_select=SELECTS[b.scale_down.select],
         up_policies=rules(b.scale_up),
         down_policies=rules(b.scale_down),
-        cooldown_up=float(b.scale_up.cooldown),
-        cooldown_down=float(b.scale_down.cooldown),
+        cooldown_up=f([b.scale_up.cooldown], dtype=float),
+        cooldown_down=f([b.scale_down.cooldown], dtype=float),
         has_panic=policy.panic is not None,
         panic_threshold=float(policy.panic.threshold) if policy.panic else 0.0,
         panic_hold=float(policy.panic.hold) if policy.panic else 0.0,
@@ -132,7 +144,46 @@ def params_of(policy: Policy) -> Params:
         ring_start=starts(slots),
         panic_start=starts(panic_slots),
         history_slots=policy.history_slots(),
+        columns=1,
     )
+
+
+PER_COLUMN = ("target", "up", "down", "up_window", "down_window", "cooldown_up", "cooldown_down")
+"""The fields that may differ between columns (target, up and down are (metrics x columns,))."""
+
+
+def side_by_side(params: Sequence[Params], width: int) -> Params:
+    """Policies next to each other in one run, each over `width` targets: policy k's settings in columns
+    k x width .. (k + 1) x width - 1, so the run's targets are the `width` targets once per policy, in
+    that order. Every field but PER_COLUMN must be the same in all (ValueError naming the first that is
+    not), except the history slots: the longest is kept, and a history longer than a policy needs reads
+    the same, since each step looks back by time. One policy over its own targets is that policy."""
+    if not params or width < 1:
+        raise ValueError(f"side by side needs at least one policy and one target, got {len(params)} and {width}")
+    first = params[0]
+    if len(params) == 1:
+        return first
+    for k, p in enumerate(params[1:], start=1):
+        for name in Params._fields:
+            if name in PER_COLUMN or name in ("history_slots", "columns"):
+                continue
+            if not _same(getattr(first, name), getattr(p, name)):
+                raise ValueError(f"policy {k} differs from policy 0 in {name}: only {', '.join(PER_COLUMN)} may")
+        if p.columns != 1:
+            raise ValueError(f"policy {k} already has {p.columns} columns")
+    columns = len(params) * width
+    wide = {}
+    for name in PER_COLUMN:
+        # each policy's (metrics,) or (1,) values as (metrics or 1, width), the policies' blocks side by side
+        rows = [np.repeat(getattr(p, name).reshape(-1, 1), width, axis=1) for p in params]
+        wide[name] = np.ascontiguousarray(np.concatenate(rows, axis=1).ravel())
+    return first._replace(**wide, history_slots=max(p.history_slots for p in params), columns=columns)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return type(a) is type(b) and a == b
 
 
 class WindowParams(NamedTuple):

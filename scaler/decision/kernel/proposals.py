@@ -63,21 +63,32 @@ ANY_MISSING, ALL_MISSING, ABOVE, NOT_BELOW = 1, 2, 4, 8
 @njit(cache=CACHE, error_model="numpy")
 def propose_row(hpa, kind, target, whole, up, down, tol_lo, tol_hi, values, current, ready, out, ratio_out,
                 base_out, best, flags):
+    """propose_cols with one target and band for every target (scaler.decision.steps runs it alone)."""
+    propose_cols(hpa, kind, np.full(1, target), whole, np.full(1, up), np.full(1, down), False, tol_lo, tol_hi,
+                 values, current, ready, out, ratio_out, base_out, best, flags)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def propose_cols(hpa, kind, target, whole, up, down, wide, tol_lo, tol_hi, values, current, ready, out, ratio_out,
+                 base_out, best, flags):
     """One metric's ask for every target (out = ceil(ratio_out x base_out), the factors kept so a decision
     can be explained with the numbers it used), folded into each target's highest ask and flags. HPA
     counts a metric missing when it gives no proposal; the band, when it has no value (and a missing
-    value is neither above the up threshold nor below the down one)."""
+    value is neither above the up threshold nor below the down one). target, up, down: the metric's row
+    of per-column values (Params): target j reads column j when `wide`, else column 0."""
     for j in range(values.shape[0]):
+        c = j if wide else 0
+        t = target[c]
         s = values[j]
         cur = current[j]
         rdy = ready[j]
         f = flags[j]
         if hpa:
-            prop, ratio, base = hpa_proposal(kind, target, tol_lo, tol_hi, s, cur, rdy, whole)
+            prop, ratio, base = hpa_proposal(kind, t, tol_lo, tol_hi, s, cur, rdy, whole)
             missing = prop != prop
         else:
             # 70 % target, 85 % observed on 4 ready -> ceil(4 x 85 / 70) = 5; queue 120 at 10 each -> 12.
-            ratio = s / target
+            ratio = s / t
             if kind == LATENCY or kind == ERROR_RATE:
                 ratio = min(ratio, MAX_SIGNAL_RATIO) if ratio == ratio else ratio
             if kind == GAUGE:
@@ -87,9 +98,9 @@ def propose_row(hpa, kind, target, whole, up, down, tol_lo, tol_hi, values, curr
                 base = rdy if rdy > 0 else cur
                 prop = _ceil(ratio * base)
             missing = s != s
-            if s > up:
+            if s > up[c]:
                 f |= ABOVE
-            if not (s < down):
+            if not (s < down[c]):
                 f |= NOT_BELOW
         out[j] = prop
         ratio_out[j] = ratio

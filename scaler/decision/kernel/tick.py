@@ -37,8 +37,8 @@ from scaler.decision.kernel.codes import (
     UP_STAB,
     UTILIZATION,
 )
-from scaler.decision.kernel.history import history_extreme
-from scaler.decision.kernel.proposals import ABOVE, ALL_MISSING, ANY_MISSING, NOT_BELOW, _ceil, propose_row
+from scaler.decision.kernel.history import history_extreme, history_extreme_cols
+from scaler.decision.kernel.proposals import ABOVE, ALL_MISSING, ANY_MISSING, NOT_BELOW, _ceil, propose_cols
 from scaler.decision.kernel.windows import panic_row, smooth_row
 
 # isort: split
@@ -81,8 +81,14 @@ def tick(p, s, observed, current, ready, now, o):
     observed (metrics, targets): this tick's samples, NaN = no data; current: the count each target has;
     ready: how many of them serve. Steps that read the histories run first for every target (one pass
     over the slots); the loop over targets after them is plain arithmetic on each target's numbers.
+    A policy's settings are one column every target reads; policies side by side (Params.columns = n)
+    give target j column j.
     """
     m, n = observed.shape
+    cols = p.columns
+    wide = cols > 1
+    if wide and cols != n:
+        raise ValueError("the policies side by side have another number of columns than there are targets")
     scratch = np.empty(max(1, p.slots.max()))
     count = np.empty(n)
     serving = np.empty(n)
@@ -99,8 +105,9 @@ def tick(p, s, observed, current, ready, now, o):
     if p.has_panic:
         for r in range(p.panic_rows.shape[0]):
             a = p.panic_start[r]
-            panic_row(s.panic_rings[a:a + p.panic_slots[r]], s.panic_heads[r], p.panic_slots[r],
-                      observed[p.panic_rows[r]], p.target[p.panic_rows[r]], panic_ratio)
+            i = p.panic_rows[r]
+            panic_row(s.panic_rings[a:a + p.panic_slots[r]], s.panic_heads[r], p.panic_slots[r], observed[i],
+                      p.target[i * cols:(i + 1) * cols], wide, panic_ratio)
     # what the history says, for every target at once (read before this tick's records are written)
     lo, hi = p.min, p.max
     low, high, up_lim, down_lim = o.low, o.high, o.up_limit, o.down_limit
@@ -109,9 +116,19 @@ def tick(p, s, observed, current, ready, now, o):
         low[:] = math.nan
         up_lim[:] = math.nan
         down_lim[:] = math.nan
+    elif wide:
+        # each column its own windows: cutoff now - window per target (one more read per element)
+        cut_up = np.empty(n)
+        cut_down = np.empty(n)
+        for j in range(n):
+            cut_up[j] = now - p.up_window[j]
+            cut_down[j] = now - p.down_window[j]
+        history_extreme_cols(s.recs_t, s.recs_v, cut_up, False, False, low)
+        history_extreme_cols(s.recs_t, s.recs_v, cut_down, False, True, high)
     else:
-        history_extreme(s.recs_t, s.recs_v, now - p.up_window, False, False, low)
-        history_extreme(s.recs_t, s.recs_v, now - p.down_window, False, True, high)
+        history_extreme(s.recs_t, s.recs_v, now - p.up_window[0], False, False, low)
+        history_extreme(s.recs_t, s.recs_v, now - p.down_window[0], False, True, high)
+    if not p.legacy:
         added = np.empty(n)
         removed = np.empty(n)
         limits(p.up_policies, p.up_select, current, s.ev_t, s.up_v, s.ev_t, s.down_v, now, True, added, removed,
@@ -122,15 +139,17 @@ def tick(p, s, observed, current, ready, now, o):
     best = np.full(n, math.nan)
     flags = np.full(n, ALL_MISSING, dtype=np.int64)  # ANY_MISSING, ALL_MISSING, ABOVE, NOT_BELOW bits
     for i in range(m):
-        propose_row(p.hpa, p.kind[i], p.target[i], p.whole[i], p.up[i], p.down[i], 1.0 - p.tol_down,
-                    1.0 + p.tol_up, o.smoothed[i], current, ready, o.asks[i], o.ask_ratio[i], o.ask_base[i], best,
-                    flags)
+        row = slice(i * cols, (i + 1) * cols)
+        propose_cols(p.hpa, p.kind[i], p.target[row], p.whole[i], p.up[row], p.down[row], wide, 1.0 - p.tol_down,
+                     1.0 + p.tol_up, o.smoothed[i], current, ready, o.asks[i], o.ask_ratio[i], o.ask_base[i], best,
+                     flags)
     hpa, legacy = p.hpa, p.legacy
     fallback, fb_after, fb = p.has_fallback, p.fallback_after, min(p.fallback_replicas, p.max)
-    cool_up, cool_down = p.cooldown_up, p.cooldown_down
+    cools_up, cools_down = p.cooldown_up, p.cooldown_down
     panic, panic_threshold, panic_hold = p.has_panic, p.panic_threshold, p.panic_hold
     blind, panic_until, recs_head = s.blind, s.panic_until, s.hist_heads[RECS]
     for j in range(n):
+        c = j if wide else 0
         cur = current[j]
         rdy = ready[j]
         base = rdy if rdy > 0 else cur
@@ -198,6 +217,7 @@ def tick(p, s, observed, current, ready, now, o):
         if not hpa and raw != cur and not hold:
             # No scale-up too soon after a scale-up; no scale-down too soon after any scale action.
             # (a cooldown of 0 is none, even when the last action's time is ahead of this clock)
+            cool_up, cool_down = cools_up[c], cools_down[c]
             if desired > cur and cool_up > 0 and now - s.last_up[j] < cool_up:
                 desired = cur
                 steps |= UP_COOL

@@ -186,8 +186,9 @@ def smooth_row(w, slots, alpha, q, interval, lead, fp, fq, ring, head, sums, res
 
 
 @njit(cache=CACHE, error_model="numpy")
-def panic_row(ring, head, slots, xs, target, ratio):
-    """One utilization metric's short window: write the samples, and raise ratio to short mean / target."""
+def panic_row(ring, head, slots, xs, target, wide, ratio):
+    """One utilization metric's short window: write the samples, and raise ratio to short mean / target
+    (the metric's row of per-column targets: column j when `wide`, else column 0)."""
     n = xs.shape[0]
     big = np.finfo(np.float64).max
     for j in range(n):
@@ -203,6 +204,6 @@ def panic_row(ring, head, slots, xs, target, ratio):
                     count += 1
                     s += min(max(v, -big), big)
             short = s / count
-        v = short / target
+        v = short / target[j if wide else 0]
         if ratio[j] != ratio[j] or v > ratio[j]:
             ratio[j] = v
