@@ -6,10 +6,11 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterator, Sequence
+import stat
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from os import PathLike
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from scaler.errors import DataError, Problem
 from scaler.recordings.model import (
     BLOCK,
     MAX_CELL_CHARS,
+    MAX_CSV_BYTES,
     MAX_EPOCH_SECONDS,
     MAX_FILE_BYTES,
     MAX_SERIES,
@@ -26,8 +28,6 @@ from scaler.recordings.model import (
     Recording,
     build,
     duplicate_pairs,
-    require_metrics,
-    select,
 )
 
 TIMESTAMP, TARGET, VALUE = "timestamp", "target", "value"
@@ -46,21 +46,40 @@ _DATETIME = re.compile(
 )
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, or a DataError saying why not. A file over MAX_FILE_BYTES is refused by its size before
-    it is read (and a pipe or device that keeps giving is cut off one byte past the limit)."""
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, or a DataError saying why not. A file over `limit` bytes is refused by its size before it
+    is read (and a pipe or device that keeps giving is cut off one byte past the limit)."""
     try:
         with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            raw = f.read(MAX_FILE_BYTES + 1) if size <= MAX_FILE_BYTES else b""
+            info = os.fstat(f.fileno())
+            size = info.st_size
+            raw = b"" if size > limit else f.read(size + 1) if stat.S_ISREG(info.st_mode) else _read_upto(f, limit + 1)
     except FileNotFoundError:
         raise DataError(str(path), "no such file") from None
     except OSError as e:
         raise DataError(str(path), f"cannot read: {e.strerror or e}") from None
-    if size > MAX_FILE_BYTES or len(raw) > MAX_FILE_BYTES:
-        shown = f"{size:,} bytes, more" if size > MAX_FILE_BYTES else "more bytes"
-        raise DataError(str(path), f"{shown} than the limit of {MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES >> 20} MiB)")
+    if size > limit or len(raw) > limit:
+        raise DataError(str(path), too_big(size if size > limit else None, limit))
     return raw
+
+
+def _read_upto(f: io.BufferedReader, most: int) -> bytes:
+    """At most `most` bytes of a pipe or device, read a piece at a time (f.read(n) would set aside n bytes)."""
+    pieces, got = [], 0
+    while got < most:
+        piece = f.read(min(1 << 24, most - got))
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return b"".join(pieces)
+
+
+def too_big(size: int | None, limit: int) -> str:
+    """'67,108,865 bytes, more than the limit of 67,108,864 bytes (64 MiB)' (size None: not known up front)."""
+    shown = f"{size:,} bytes, more" if size is not None else "more bytes"
+    unit = f"{limit >> 30} GiB" if limit >= 2**30 and not limit % 2**30 else f"{limit >> 20} MiB"
+    return f"{shown} than the limit of {limit:,} bytes ({unit})"
 
 
 def decode(path: Path, raw: bytes) -> str:
@@ -73,88 +92,78 @@ def decode(path: Path, raw: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
     """The file's text (UTF-8, an optional byte-order mark dropped), or a DataError saying why not."""
-    return decode(path, read_bytes(path))
+    return decode(path, read_bytes(path, limit))
 
 
-def load_csv(path: str | PathLike[str], *, metric: str | None = None, target: str | None = None) -> Recording:
-    """Read a recorded-metrics CSV.
+Progress = Callable[[float, float], None]
+"""progress(done, total): how far a load has got (bytes of a file, pieces of a range)."""
 
-    Columns: `timestamp` (required; unix seconds, RFC 3339 with a zone, or `YYYY-MM-DD HH:MM:SS` read as
-    UTC), `target` (optional: one row per target and time), `replicas` (optional), and every other column is
-    a metric. A `value` column is the metric named by `metric` (so a `timestamp,value` file needs it); in a
-    file without a `value` column, `metric` keeps only that metric. `target` names the one target of a file
-    without a `target` column (default "default"), or keeps only that target's rows.
 
-    Rows may come in any order: they are sorted by time. Empty cells and NaN are "no data"; +Inf (Prometheus
-    spells x/0 so) is no data too. Every problem (missing header, unreadable timestamps, millisecond epochs,
-    non-numeric or negative cells, duplicate rows) is reported at once in one DataError, by file row (the
-    header is row 1) and column.
+def read_rows(
+    path: Path, *, value_name: str | None, target: str | None, progress: Progress | None = None
+) -> tuple[Recording, bool]:
+    """read_csv row by row: the file's text, then a block of BLOCK rows at a time into numpy arrays.
 
-    Sizes are bounded before the memory they need is taken (scaler.recordings.model): a file over 64 MiB is
-    refused unread, a cell over 256 characters before any cell is parsed, a value above 1e15 like a negative
-    one, and more than 32 metric columns, 10,000 targets or 10 M (target, time) cells before the arrays.
+    Problems are collected per column and kind as the blocks go by and reported in the order the rules give
+    (rows of the wrong width, then each column: timestamps, metrics, replicas, targets, then duplicates), so
+    the message is the same however the rows fall into blocks.
     """
-    rec, had_value = read_csv(Path(path), value_name=metric, target=target)
-    if metric is not None and not had_value:
-        rec = select(rec, metric=metric)
-    return require_metrics(rec)
-
-
-def read_csv(path: Path, *, value_name: str | None, target: str | None) -> tuple[Recording, bool]:
-    """The Recording in `path`, and whether it had a `value` column (then named `value_name`)."""
     source = str(path)
-    text = read_text(path)
+    text = read_text(path, MAX_CSV_BYTES)
     if not text.strip():
         raise DataError(source, "the file is empty (expected a header such as 'timestamp,value' and rows)")
 
-    rows, lines = _rows(text, source)
-    if not rows:
+    rows = _rows(text, source)
+    first = next(rows, None)
+    if first is None:
         raise DataError(source, "the file has no rows, only separators")
-    header = [cell.strip() for cell in rows[0]]
+    header = [cell.strip() for cell in first[1]]
     problems = Problems(source)
     roles = _columns(header, value_name, problems)
     problems.raise_if_any()
-    if len(rows) == 1:
-        raise DataError(source, "no data rows after the header")
 
-    # rows with the wrong number of cells are reported and left out, the rest parse column by column
     width = len(header)
-    good = [i for i in range(1, len(rows)) if len(rows[i]) == width]
-    for i in range(1, len(rows)):
-        if len(rows[i]) != width:
-            problems.add(f"row {lines[i]}", f"{len(rows[i])} cells, but the header names {width} columns")
-    body = [rows[i] for i in good]
-    row_lines = np.array([lines[i] for i in good], dtype=np.int64)
-    cells = list(zip(*body, strict=True)) if body else [() for _ in header]
-    del rows, body
-    _refuse_long_cells(cells, row_lines, header, problems)
+    found = _Found(source, header, roles)
+    parts: list[_Block] = []
+    order: dict[str, int] = {}  # target name -> number, in order of first appearance
+    seen_rows = 0
+    for block in _blocks(rows, BLOCK):
+        seen_rows += len(block)
+        body = []
+        for line, cells in block:
+            if len(cells) == width:
+                body.append((line, cells))
+            else:
+                found.shape.add(f"row {line}", f"{len(cells)} cells, but the header names {width} columns")
+        row_lines = np.array([line for line, _ in body], dtype=np.int64)
+        cells = list(zip(*(c for _, c in body), strict=True)) if body else [() for _ in header]
+        del body
+        found.long_cells(cells, row_lines)
+        if not found.has_long:  # a long cell ends parsing (its numpy text array could be huge), not the scan
+            parts.append(_parse_block(cells, row_lines, roles, header, found, order, target))
+        if progress is not None:
+            progress(rows.at() * len(text), len(text))
+    if not seen_rows:
+        raise DataError(source, "no data rows after the header")
+    if found.has_long:
+        found.raise_if_any()
 
-    times = _parse_times(cells[roles.timestamp], row_lines, header[roles.timestamp], problems)
-    metrics = {
-        name: _parse_numbers(cells[col], row_lines, header[col], problems)
-        for name, col in roles.metrics.items()
-    }
-    replicas = (
-        None
-        if roles.replicas is None
-        else _parse_numbers(cells[roles.replicas], row_lines, header[roles.replicas], problems)
-    )
-    if roles.target is None:
-        order_names = [target or DEFAULT_TARGET]
-        target_index = np.where(np.isnan(times), -1, 0)
-    else:
-        order_names, target_index = _number_targets(
-            cells[roles.target], ~np.isnan(times), row_lines, header[roles.target], problems
-        )
+    row_lines = np.concatenate([p.lines for p in parts])
+    times = np.concatenate([p.times for p in parts])
+    target_index = np.concatenate([p.target_index for p in parts])
+    metrics = {name: np.concatenate([p.metrics[name] for p in parts]) for name in roles.metrics}
+    replicas = None if roles.replicas is None else np.concatenate([p.replicas for p in parts])
+    del parts
+    order_names = list(order) if roles.target is not None else [target or DEFAULT_TARGET]
 
     usable_at = np.flatnonzero(target_index >= 0)
-    for later, first in duplicate_pairs(target_index[usable_at], times[usable_at]):
-        row, prev = row_lines[usable_at[later]], row_lines[usable_at[first]]
+    for later, first_at in duplicate_pairs(target_index[usable_at], times[usable_at]):
+        row, prev = row_lines[usable_at[later]], row_lines[usable_at[first_at]]
         whose = f" for target {order_names[target_index[usable_at[later]]]!r}" if roles.target is not None else ""
-        problems.add(f"row {row}, column {header[roles.timestamp]!r}", f"duplicate of row {prev}{whose}")
-    problems.raise_if_any()
+        found.duplicates.add(f"row {row}, column {header[roles.timestamp]!r}", f"duplicate of row {prev}{whose}")
+    found.raise_if_any()
 
     if roles.target is not None and target is not None:
         if target not in order_names:
@@ -177,25 +186,155 @@ def read_csv(path: Path, *, value_name: str | None, target: str | None) -> tuple
     return rec, roles.had_value
 
 
-def _rows(text: str, source: str) -> tuple[list[list[str]], list[int]]:
-    """The non-blank rows and the file line each starts on (the header is line 1)."""
-    if '"' not in text:
-        # without quotes each line is one row and csv would only split on commas; this is ~5x faster
-        numbered = [(n, line.split(",")) for n, line in enumerate(text.split("\n"), 1) if line.strip(" \t,")]
-        return [row for _, row in numbered], [n for n, _ in numbered]
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    reader = csv.reader(io.StringIO(text), strict=True)  # an unclosed quote is an error, not a cell
-    start = 1
-    try:
+class _Block(NamedTuple):
+    """One block of rows parsed: file lines, times, target numbers (-1: unusable) and values."""
+
+    lines: np.ndarray
+    times: np.ndarray
+    target_index: np.ndarray
+    metrics: dict[str, np.ndarray]
+    replicas: np.ndarray | None
+
+
+def _parse_block(
+    cells: Sequence[Sequence[str]],
+    row_lines: np.ndarray,
+    roles: _Roles,
+    header: list[str],
+    found: _Found,
+    order: dict[str, int],
+    target: str | None,
+) -> _Block:
+    times = _parse_times(cells[roles.timestamp], row_lines, header[roles.timestamp], *found.of(roles.timestamp)[:2])
+    metrics = {
+        name: _parse_numbers(cells[col], row_lines, header[col], *found.of(col)) for name, col in roles.metrics.items()
+    }
+    replicas = (
+        None
+        if roles.replicas is None
+        else _parse_numbers(cells[roles.replicas], row_lines, header[roles.replicas], *found.of(roles.replicas))
+    )
+    if roles.target is None:
+        target_index = np.where(np.isnan(times), -1, 0)
+    else:
+        target_index = _number_targets(
+            cells[roles.target], ~np.isnan(times), row_lines, header[roles.target], found.of(roles.target)[0], order
+        )
+    return _Block(row_lines, times, target_index, metrics, replicas)
+
+
+class _Found:
+    """The problems of one file, kept apart by kind and column until they are reported in the rules' order."""
+
+    def __init__(self, source: str, header: list[str], roles: _Roles) -> None:
+        self.source = source
+        self.header = header
+        self.roles = roles
+        self.shape = Problems(source)  # rows of the wrong width
+        self.long = [Problems(source) for _ in header]  # cells over MAX_CELL_CHARS, by column
+        self.kinds = [(Problems(source), Problems(source), Problems(source)) for _ in header]  # see _parse_*
+        self.duplicates = Problems(source)
+
+    @property
+    def has_long(self) -> bool:
+        return any(self.long)
+
+    def of(self, col: int) -> tuple[Problems, Problems, Problems]:
+        return self.kinds[col]
+
+    def long_cells(self, columns: Sequence[Sequence[str]], lines: np.ndarray) -> None:
+        for col, cells in enumerate(columns):
+            if cells and max(map(len, cells)) > MAX_CELL_CHARS:
+                for i, cell in enumerate(cells):
+                    if len(cell) > MAX_CELL_CHARS:
+                        self.long[col].add(
+                            f"row {lines[i]}, column {self.header[col]!r}",
+                            f"a cell of {len(cell):,} characters, more than the limit of {MAX_CELL_CHARS}",
+                        )
+
+    def raise_if_any(self) -> None:
+        """Raise every problem so far: rows of the wrong width, then either the long cells (nothing was parsed
+        past them) or each column's problems (timestamps, metrics, replicas, targets), then duplicates."""
+        every = Problems(self.source)
+        every.absorb(self.shape)
+        if self.has_long:
+            for group in self.long:
+                every.absorb(group)
+        else:
+            roles = self.roles
+            cols = [roles.timestamp, *roles.metrics.values()]
+            cols += [] if roles.replicas is None else [roles.replicas]
+            cols += [] if roles.target is None else [roles.target]
+            for col in cols:
+                for group in self.kinds[col]:
+                    every.absorb(group)
+            every.absorb(self.duplicates)
+        every.raise_if_any()
+
+
+def _blocks(rows: Iterator[tuple[int, list[str]]], size: int) -> Iterator[list[tuple[int, list[str]]]]:
+    block: list[tuple[int, list[str]]] = []
+    for row in rows:
+        block.append(row)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+class _Rows:
+    """The non-blank rows of a text, each with the file line it starts on (the header is line 1), one at a time.
+
+    Without quotes each line is one row and csv would only split on commas (about 5x faster). With quotes a
+    first pass over the whole text finds the first invalid CSV, so that error comes before any other problem,
+    as when the rows were all read at once.
+    """
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.buffer = io.StringIO(text)
+        self.quoted = '"' in text
+        if self.quoted:
+            _check_quoting(text, source)
+        self.it = self._quoted() if self.quoted else self._plain()
+
+    def __iter__(self) -> _Rows:
+        return self
+
+    def __next__(self) -> tuple[int, list[str]]:
+        return next(self.it)
+
+    def at(self) -> float:
+        return self.buffer.tell() / max(len(self.text), 1)
+
+    def _plain(self) -> Iterator[tuple[int, list[str]]]:
+        for n, line in enumerate(self.buffer, 1):
+            line = line[:-1] if line.endswith("\n") else line
+            if line.strip(" \t,"):
+                yield n, line.split(",")
+
+    def _quoted(self) -> Iterator[tuple[int, list[str]]]:
+        reader = csv.reader(self.buffer, strict=True)  # an unclosed quote is an error, not a cell
+        start = 1
         for row in reader:
             if any(cell.strip() for cell in row):  # blank lines carry nothing
-                rows.append(row)
-                lines.append(start)
+                yield start, row
             start = reader.line_num + 1  # a quoted cell may span lines: a row starts after the last one
+
+
+def _check_quoting(text: str, source: str) -> None:
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        for _ in reader:
+            pass
     except csv.Error as e:
         raise DataError(source, [Problem(f"row {reader.line_num}", f"not valid CSV: {e}")]) from None
-    return rows, lines
+
+
+def _rows(text: str, source: str) -> _Rows:
+    """The non-blank rows and the file line each starts on (the header is line 1), as an iterator."""
+    return _Rows(text, source)
 
 
 class _Roles:
@@ -287,47 +426,32 @@ def _stripped(cells: Sequence[str]) -> Iterator[tuple[int, np.ndarray]]:
         yield at, np.char.strip(np.asarray(cells[at : at + BLOCK], dtype=str))
 
 
-def _refuse_long_cells(
-    columns: Sequence[Sequence[str]], lines: np.ndarray, header: list[str], problems: Problems
-) -> None:
-    """Raise every cell longer than MAX_CELL_CHARS, with the problems found so far, before any cell is parsed."""
-    long = [col for col, cells in enumerate(columns) if cells and max(map(len, cells)) > MAX_CELL_CHARS]
-    for col in long:
-        for i, cell in enumerate(columns[col]):
-            if len(cell) > MAX_CELL_CHARS:
-                problems.add(
-                    f"row {lines[i]}, column {header[col]!r}",
-                    f"a cell of {len(cell):,} characters, more than the limit of {MAX_CELL_CHARS}",
-                )
-    if long:
-        problems.raise_if_any()
-
-
 def _number_targets(
-    cells: Sequence[str], timed: np.ndarray, lines: np.ndarray, column: str, problems: Problems
-) -> tuple[list[str], np.ndarray]:
-    """(target names in order of first appearance, each row's index into them): -1 for a row with no name or
-    no timestamp. An empty name is a problem.
+    cells: Sequence[str], timed: np.ndarray, lines: np.ndarray, column: str, empty: Problems, order: dict[str, int]
+) -> np.ndarray:
+    """Each row's index into the target names (-1 for a row with no name or no timestamp), numbering new names
+    in `order` as they first appear. An empty name is a problem.
 
     Numbered a block at a time (np.unique per block, a dict across blocks), never as one wide text array.
     """
-    order: dict[str, int] = {}
     index = np.full(len(cells), -1, dtype=np.int64)
     for at, names in _stripped(cells):
         for i in np.flatnonzero(names == ""):
-            problems.add(f"row {lines[at + i]}, column {column!r}", "empty target name")
+            empty.add(f"row {lines[at + i]}, column {column!r}", "empty target name")
         usable = np.flatnonzero(timed[at : at + names.size] & (names != ""))
         found, first_row, inverse = np.unique(names[usable], return_index=True, return_inverse=True)
         for k in np.argsort(first_row, kind="stable"):
             order.setdefault(str(found[k]), len(order))
         codes = np.array([order[str(name)] for name in found], dtype=np.int64)
         index[at + usable] = codes[inverse]
-    return list(order), index
+    return index
 
 
-def _parse_numbers(cells: Sequence[str], lines: np.ndarray, column: str, problems: Problems) -> np.ndarray:
-    """Floats from one column: empty, NaN and +Inf cells are NaN; other text, negatives and values above
-    MAX_VALUE are problems."""
+def _parse_numbers(
+    cells: Sequence[str], lines: np.ndarray, column: str, bad: Problems, negative: Problems, huge: Problems
+) -> np.ndarray:
+    """Floats from one column: empty, NaN and +Inf cells are NaN; other text (`bad`), negatives and values above
+    MAX_VALUE (`huge`) are problems."""
     values = np.full(len(cells), np.nan)
     for at, text in _stripped(cells):
         blank = text == ""
@@ -339,14 +463,14 @@ def _parse_numbers(cells: Sequence[str], lines: np.ndarray, column: str, problem
                 try:
                     values[at + i] = float(text[i])
                 except ValueError:
-                    problems.add(f"row {lines[at + i]}, column {column!r}", f"not a number: {str(text[i])!r}")
+                    bad.add(f"row {lines[at + i]}, column {column!r}", f"not a number: {str(text[i])!r}")
     with np.errstate(invalid="ignore"):
-        negative = np.flatnonzero(values < 0)
-        huge = np.flatnonzero(np.isfinite(values) & (values > MAX_VALUE))
-    for i in negative:
-        problems.add(f"row {lines[i]}, column {column!r}", f"negative value {cells[i].strip()}")
-    for i in huge:
-        problems.add(
+        below = np.flatnonzero(values < 0)
+        above = np.flatnonzero(np.isfinite(values) & (values > MAX_VALUE))
+    for i in below:
+        negative.add(f"row {lines[i]}, column {column!r}", f"negative value {cells[i].strip()}")
+    for i in above:
+        huge.add(
             f"row {lines[i]}, column {column!r}",
             f"{cells[i].strip()} is above {MAX_VALUE:g}, more than any metric can read",
         )
@@ -354,18 +478,19 @@ def _parse_numbers(cells: Sequence[str], lines: np.ndarray, column: str, problem
     return values
 
 
-def _parse_times(cells: Sequence[str], lines: np.ndarray, column: str, problems: Problems) -> np.ndarray:
-    """Unix seconds from one column; unreadable cells are problems and come back NaN."""
+def _parse_times(cells: Sequence[str], lines: np.ndarray, column: str, bad: Problems, big: Problems) -> np.ndarray:
+    """Unix seconds from one column; unreadable cells (`bad`) and millisecond ones (`big`) are problems and come
+    back NaN."""
     times = _epoch_seconds(cells)  # all numeric: epoch seconds
     if times is None:
         times = _common_datetimes(cells)
     if times is None:
         times = np.array([_one_time(c) for _, text in _stripped(cells) for c in text.tolist()], dtype=np.float64)
     for i in np.flatnonzero(~np.isfinite(times)):
-        problems.add(f"row {lines[i]}, column {column!r}", _why_not_time(cells[i].strip()))
+        bad.add(f"row {lines[i]}, column {column!r}", _why_not_time(cells[i].strip()))
     too_big = np.flatnonzero(np.isfinite(times) & (np.abs(np.nan_to_num(times)) > MAX_EPOCH_SECONDS))
     for i in too_big:
-        problems.add(
+        big.add(
             f"row {lines[i]}, column {column!r}",
             f"{cells[i].strip()} looks like milliseconds since the epoch; write seconds (divide by 1000)",
         )

@@ -23,17 +23,24 @@ REPLICAS = "replicas"
 
 # What a recording may ask for. Every limit is checked before the memory it guards is allocated, and its error
 # names the file and the limit: a 2-row file spanning 100 years must not become a 3 GB tick grid.
-MAX_CELLS = 10_000_000
-"""The most (target, time) cells a recording may span, on its own time axis or resampled onto a policy's ticks.
-A replay keeps about 200 bytes per cell (the resampled series, the demand, and the timeline of every policy it
-compares), so this is about 2 GB: 14 days of 15 s ticks for 124 targets, or a year of them for 4."""
+MAX_CELLS = 50_000_000
+"""The most (target, time) cells a recording may span, on its own time axis or resampled onto a policy's ticks:
+1,000 targets x 1 week of 15 s ticks is 40 M. A recording keeps 8 bytes per cell and series; `scaler simulate`
+replays and writes targets a block at a time, so its timeline costs a block, not the run (about 60 bytes per
+cell and policy once, for the whole run, through the Python API's `simulate`, and more with detail)."""
 MAX_TARGETS = 10_000
 """Targets (rows of every array) in one recording."""
 MAX_SERIES = 32
 """Metrics, plus replicas, in one recording: a CSV's value columns, a directory's files."""
 MAX_FILE_BYTES = 64 * 2**20
-"""The largest file read (64 MiB: 3 M rows of `timestamp,value`). Reading a CSV or JSON file costs about 30
-times its size in memory while it is parsed, so this keeps a load within about 2 GB."""
+"""The largest JSON file read (64 MiB: 3 M `[time, "value"]` pairs). Parsed JSON costs about 30 times its size in
+memory (a Python list and two objects per sample), so this keeps a load within about 2 GB."""
+MAX_CSV_BYTES = 2**30
+"""The largest CSV file read (1 GiB: 40 M rows of `timestamp,target,value`, 1,000 targets x 1 week at 15 s). The
+columnar reader keeps about 40 bytes per row (times, target numbers, values; never the text), about 1.6 GB here.
+A file it cannot take as it is (a problem to report by row, a spelling only the row-by-row reader knows) is read
+again row by row, a block at a time, which holds the file's text as well (1 to 4 bytes a character): at this
+size about 4 GB at most, which is why the bound is on bytes."""
 MAX_CELL_CHARS = 256
 """The longest CSV cell or JSON value, in characters: a timestamp needs at most 35 and a target name (a
 Kubernetes object) 253. Checked before any cell is parsed; numpy would size a whole column by its longest cell,
@@ -45,6 +52,8 @@ report whose cost and SLO figures quietly skipped readings would mislead. (The l
 Prometheus answers, so there such a reading is no data for its target, reported.)"""
 BLOCK = 1 << 16
 """Cells converted at a time: a numpy text array of a block of 256-character cells is at most 64 MB."""
+RESAMPLE_CELLS = 1 << 22
+"""Cells of one block of targets resampled at a time (see resample)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,6 +98,12 @@ class Problems:
     def extend(self, problems: Sequence[Problem], prefix: str = "") -> None:
         for p in problems:
             self.add(f"{prefix}{p.where}" if p.where else prefix.rstrip(": "), p.what)
+
+    def absorb(self, other: Problems) -> None:
+        """Every problem `other` found, after those found here: its kept ones, and the count of the rest."""
+        for p in other.items:
+            self.add(p.where, p.what)
+        self.count += other.count - len(other.items)
 
     def __bool__(self) -> bool:
         return self.count > 0
@@ -145,8 +160,13 @@ def typical_step(times: np.ndarray, present: np.ndarray) -> float:
     give a step of 15 s, not the 7-8 s between union times. A recording with no such pair falls back to
     the union axis.
     """
-    rows, cols = np.nonzero(present)  # row-major: grouped by target, times increasing within one
-    diffs = np.diff(times[cols])[rows[1:] == rows[:-1]]
+    if present.size and present.all():
+        # every target sampled at every time: each target's spacings are the axis's own, and the median of a
+        # multiset repeated N times is its median
+        diffs = np.diff(times)
+    else:
+        # target by target (the median does not depend on the order): no (samples,) index arrays
+        diffs = np.concatenate([np.diff(times[row]) for row in present]) if present.shape[0] else np.empty(0)
     if diffs.size == 0:
         diffs = np.diff(times)
     return float(np.median(diffs)) if diffs.size else 0.0
@@ -173,18 +193,20 @@ def build(
     times: np.ndarray,
     values: Mapping[str, np.ndarray],
     replicas: np.ndarray | None = None,
+    axis: np.ndarray | None = None,
+    col: np.ndarray | None = None,
 ) -> Recording:
     """A Recording from samples in long form: sample i is target `targets[target_index[i]]` at `times[i]`.
 
     `values[name][i]` is that sample's value of metric `name` (NaN if the sample has none). Samples may come
     in any order; callers have already rejected duplicate (target, time) pairs, so each sample has its own
-    cell.
+    cell. `axis` is np.unique(times) and `col` np.searchsorted(axis, times), when the caller has them already.
     """
-    axis = np.unique(times)  # sorted union of sample times
+    axis = np.unique(times) if axis is None else axis  # sorted union of sample times
     if axis.size < 2:
         raise DataError(source, "fewer than two distinct timestamps: a replay needs a span of time")
     check_size(source, targets=len(targets), times=axis.size, series=len(values) + (replicas is not None))
-    col = np.searchsorted(axis, times)
+    col = np.searchsorted(axis, times) if col is None else col
     shape = (len(targets), axis.size)
 
     def place(per_sample: np.ndarray) -> np.ndarray:
@@ -319,34 +341,82 @@ def resample(
     stop = rec.end if end is None else float(end)
     if not (math.isfinite(first) and math.isfinite(stop)):
         raise ValueError(f"start and end must be finite, got {first!r}, {stop!r}")
-    # round before ceil so float noise in (end - start) / interval cannot add a grid point past `end`
-    count = max(0, int(np.ceil(round((stop - first) / interval, 9))))
-    cells = len(rec.targets) * count
-    if cells > MAX_CELLS:
-        days = (stop - first) / 86400
-        raise DataError(
-            rec.source,
-            f"resampled every {interval:g} s, its {days:,.1f} days (to one step past the last sample) are"
-            f" {count:,} ticks x {len(rec.targets):,} target(s) = {cells:,} cells, more than the limit of"
-            f" {MAX_CELLS:,}: replay a shorter span or fewer targets, or use a policy with a longer interval",
-        )
+    count = _grid_size(first, stop, interval)
+    _refuse_grid(rec, interval, first, stop, count, len(rec.targets))
     grid = first + interval * np.arange(count, dtype=np.float64)
 
     # last union time at or before each grid point, -1 before the first sample
     at = np.searchsorted(rec.times, grid, side="right") - 1
     positions = np.arange(rec.times.size)
 
-    def held(arr: np.ndarray) -> np.ndarray:
+    def held_rows(arr: np.ndarray) -> np.ndarray:
         # index of the latest non-NaN sample at or before each union time, per row (-1: none yet)
         latest = np.maximum.accumulate(np.where(np.isnan(arr), -1, positions), axis=1)
-        src = np.where(at >= 0, latest[:, np.maximum(at, 0)], -1)  # (N, K)
+        src = np.where(at >= 0, latest[:, np.maximum(at, 0)], -1)  # (rows, K)
         safe = np.maximum(src, 0)
         fresh = (src >= 0) & (grid - rec.times[safe] < hold)
         return np.where(fresh, np.take_along_axis(arr, safe, axis=1), np.nan)
 
+    # Rows are independent, so a block of them at a time: the intermediates (five (rows, K) arrays) cost a block,
+    # not 5 x 8 bytes per cell of the whole grid (1.6 GB for 1,000 targets x 1 week at 15 s).
+    rows = max(1, RESAMPLE_CELLS // max(count, rec.times.size, 1))
+
+    def held(arr: np.ndarray) -> np.ndarray:
+        if arr.shape[0] <= rows:
+            return held_rows(arr)
+        out = np.empty((arr.shape[0], count))
+        for r0 in range(0, arr.shape[0], rows):
+            out[r0 : r0 + rows] = held_rows(arr[r0 : r0 + rows])
+        return out
+
     metrics = {name: held(arr) for name, arr in rec.metrics.items()}
     replicas = None if rec.replicas is None else held(rec.replicas)
     return grid, metrics, replicas
+
+
+def grid_size(rec: Recording, *, interval: float) -> int:
+    """Ticks of resample(rec, interval=interval) with the default start and end, computed without resampling."""
+    return _grid_size(rec.start, rec.end, interval)
+
+
+def check_grid(rec: Recording, *, interval: float, targets: int | None = None) -> int:
+    """The ticks of resample(rec, interval=interval), after the check resample makes on the whole grid (for a
+    caller that resamples a few targets at a time); `targets` counts them (default: all of rec's)."""
+    count = grid_size(rec, interval=interval)
+    _refuse_grid(rec, interval, rec.start, rec.end, count, len(rec.targets) if targets is None else targets)
+    return count
+
+
+def _refuse_grid(rec: Recording, interval: float, first: float, stop: float, count: int, targets: int) -> None:
+    cells = targets * count
+    if cells > MAX_CELLS:
+        days = (stop - first) / 86400
+        raise DataError(
+            rec.source,
+            f"resampled every {interval:g} s, its {days:,.1f} days (to one step past the last sample) are"
+            f" {count:,} ticks x {targets:,} target(s) = {cells:,} cells, more than the limit of"
+            f" {MAX_CELLS:,}: replay a shorter span or fewer targets, or use a policy with a longer interval",
+        )
+
+
+def _grid_size(first: float, stop: float, interval: float) -> int:
+    # round before ceil so float noise in (end - start) / interval cannot add a grid point past `end`
+    return max(0, int(np.ceil(round((stop - first) / interval, 9))))
+
+
+def narrowed(rec: Recording, rows: slice) -> Recording:
+    """The same recording for the targets in `rows` only, keeping its time axis and sample step.
+
+    Resampling and replaying treat every target on its own, so the rows of a narrowed recording replay exactly
+    as they do in the whole one (select() recomputes the step, which the whole recording's replay does not)."""
+    return Recording(
+        source=rec.source,
+        times=rec.times,
+        targets=rec.targets[rows],
+        metrics={name: arr[rows] for name, arr in rec.metrics.items()},
+        replicas=None if rec.replicas is None else rec.replicas[rows],
+        step=rec.step,
+    )
 
 
 def _names(names: Sequence[str] | Mapping[str, object], limit: int = 8) -> str:

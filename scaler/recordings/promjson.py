@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from scaler.errors import DataError
-from scaler.recordings.csvfile import DEFAULT_TARGET, decode, read_bytes, read_csv
+from scaler.recordings.csvfile import DEFAULT_TARGET, decode, read_bytes
+from scaler.recordings.csvload import read_csv
 from scaler.recordings.model import (
     BLOCK,
     MAX_CELL_CHARS,
-    MAX_CELLS,
     MAX_EPOCH_SECONDS,
     MAX_SERIES,
     MAX_TARGETS,
@@ -89,9 +89,12 @@ def load_directory(
 MAX_JSON_DEPTH = 32
 """The deepest nesting of arrays and objects read. A full query_range answer nests 6 deep ({"data": {"result":
 [{"values": [[t, "v"]]}]}}); Python's parser gives up with a RecursionError near 1,000."""
-MAX_JSON_ARRAYS = MAX_CELLS + MAX_TARGETS + 2
+MAX_JSON_SAMPLES = 10_000_000
+"""Samples in one JSON file. Each parsed `[time, "value"]` pair costs about 150 bytes, so this is 1.5 GB at most;
+a file of MAX_FILE_BYTES holds fewer anyway unless its pairs are very short."""
+MAX_JSON_ARRAYS = MAX_JSON_SAMPLES + MAX_TARGETS + 2
 """Arrays in one file: a [time, "value"] pair per sample, a `values` list per series and the `result` list, for
-at most MAX_CELLS samples. Counted before parsing, since each parsed pair costs about 150 bytes."""
+at most MAX_JSON_SAMPLES samples. Counted before parsing."""
 
 
 def read_json(path: Path) -> Any:
@@ -107,7 +110,7 @@ def read_json(path: Path) -> Any:
     if arrays > MAX_JSON_ARRAYS:
         raise DataError(
             str(path),
-            f"{arrays:,} JSON arrays: more samples than the limit of {MAX_CELLS:,} in one recording",
+            f"{arrays:,} JSON arrays: more samples than the limit of {MAX_JSON_SAMPLES:,} in one recording",
         )
     text = decode(path, raw)
     del raw
@@ -244,9 +247,10 @@ def _result_list(doc: Any, source: str) -> list[Any]:
 
 
 def _series(
-    entry: Any, where: str, problems: Problems
+    entry: Any, where: str, problems: Problems, *, offset: int = 0
 ) -> tuple[dict[str, str], np.ndarray, np.ndarray] | None:
-    """(labels, times, values) of one series, or None after recording why it cannot be read."""
+    """(labels, times, values) of one series, or None after recording why it cannot be read. `offset` numbers
+    its pairs from there (a piece of a series fetched in several requests)."""
     if not isinstance(entry, dict) or not isinstance(entry.get("values"), list):
         hint = (
             " (one 'value' is an instant query: record with query_range)" if isinstance(entry, dict) else ""
@@ -268,26 +272,29 @@ def _series(
         if any(len(p) != 2 for p in pairs):
             raise ValueError("not a pair")
     except (TypeError, ValueError, IndexError, KeyError, OverflowError):
-        times, values, reported = _series_slowly(pairs, where, problems)
+        times, values, reported = _series_slowly(pairs, where, problems, offset=offset)
     bad = ~np.isfinite(times)
     for j in np.flatnonzero(bad & ~reported):
-        problems.add(f"{where}, values[{j}]", f"timestamp {pairs[j][0]!r} is not a finite number of seconds")
+        problems.add(f"{where}, values[{j + offset}]", f"timestamp {pairs[j][0]!r} is not a finite number of seconds")
     for j in np.flatnonzero(np.abs(np.where(bad, 0, times)) > MAX_EPOCH_SECONDS):
         problems.add(
-            f"{where}, values[{j}]",
+            f"{where}, values[{j + offset}]",
             f"timestamp {pairs[j][0]!r} looks like milliseconds since the epoch (the API answers seconds)",
         )
     with np.errstate(invalid="ignore"):
         negative = np.flatnonzero(values < 0)
         huge = np.flatnonzero(np.isfinite(values) & (values > MAX_VALUE))
     for j in negative:
-        problems.add(f"{where}, values[{j}]", f"negative value {pairs[j][1]!r}")
+        problems.add(f"{where}, values[{j + offset}]", f"negative value {pairs[j][1]!r}")
     for j in huge:
-        problems.add(f"{where}, values[{j}]", f"{pairs[j][1]!r} is above {MAX_VALUE:g}, more than any metric can read")
+        problems.add(
+            f"{where}, values[{j + offset}]", f"{pairs[j][1]!r} is above {MAX_VALUE:g}, more than any metric can read"
+        )
     order = np.argsort(times, kind="stable")
     repeated = np.flatnonzero(np.diff(times[order]) == 0)
     for j in repeated:
-        problems.add(f"{where}, values[{order[j + 1]}]", f"repeats the timestamp of values[{order[j]}]")
+        problems.add(f"{where}, values[{order[j + 1] + offset}]",
+                     f"repeats the timestamp of values[{order[j] + offset}]")
     values[np.isposinf(values)] = np.nan
     return labels, times, values
 
@@ -308,7 +315,7 @@ def _values(raw: list[Any]) -> np.ndarray:
     return values
 
 
-def _series_slowly(pairs: list[Any], where: str, problems: Problems) -> tuple[np.ndarray, ...]:
+def _series_slowly(pairs: list[Any], where: str, problems: Problems, *, offset: int = 0) -> tuple[np.ndarray, ...]:
     """Pair by pair, naming each one that is not [seconds, "value"]: (times, values, reported mask)."""
     times = np.full(len(pairs), np.nan)
     values = np.full(len(pairs), np.nan)
@@ -319,14 +326,14 @@ def _series_slowly(pairs: list[Any], where: str, problems: Problems) -> tuple[np
                 raise ValueError
             if isinstance(p[1], str) and len(p[1]) > MAX_CELL_CHARS:
                 problems.add(
-                    f"{where}, values[{j}]",
+                    f"{where}, values[{j + offset}]",
                     f"a value of {len(p[1]):,} characters, more than the limit of {MAX_CELL_CHARS}",
                 )
                 reported[j] = True
                 continue
             times[j], values[j] = float(p[0]), float(p[1])
         except (TypeError, ValueError, OverflowError):
-            problems.add(f"{where}, values[{j}]", f'expected [seconds, "value"], found {json.dumps(p)[:60]}')
+            problems.add(f"{where}, values[{j + offset}]", f'expected [seconds, "value"], found {json.dumps(p)[:60]}')
             reported[j] = True
     return times, values, reported
 

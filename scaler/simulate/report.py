@@ -1,76 +1,37 @@
-"""Simulation outputs: timeline.csv, summary.json, report.png, and the comparison table."""
+"""Simulation outputs: timeline.csv (or .parquet), summary.json, report.png, and the comparison table."""
 
 from __future__ import annotations
 
-import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from scaler.decision.explain import Values, explain
 from scaler.decision.kernel.tick import Outputs
-from scaler.decision.reasons import describe_all
+from scaler.simulate import fleet
+from scaler.simulate.output import FORMULA_START, spreadsheet_text, write_timeline
 from scaler.simulate.replay import Result
+from scaler.simulate.stream import Replay, one_target
 
-# What spreadsheet software reads as the start of a formula when it opens a CSV file: a target named
-# '=HYPERLINK("http://...")' would become a live link. Such a name is written with a leading single quote,
-# which shows it as text (OWASP's advice on CSV injection); every other name is written as it is.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+__all__ = ["FORMULA_START", "explanations", "spreadsheet_text", "totals", "write_all", "write_plot",
+           "write_rest", "write_summary", "write_timeline"]
 
 
-def spreadsheet_text(text: str) -> str:
-    """`text` as a CSV cell a spreadsheet shows and never runs: "=1+1" -> "'=1+1"; "web" -> "web"."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+def write_rest(run: Replay, out_dir: Path, timeline: Path | None, *, source: str) -> list[Path]:
+    """summary.json and report.png of `run` beside its timeline; the paths written, the timeline's first."""
+    done = [] if timeline is None else [timeline]
+    done.append(write_summary(run.results, out_dir / "summary.json", source=source))
+    done.append(write_plot(run.results, out_dir / "report.png", single=run.single))
+    return done
 
 
 def write_all(results: Sequence[Result], out: Path, *, source: str) -> list[Path]:
+    """timeline.csv, summary.json and report.png of results replayed with their timelines kept."""
     out.mkdir(parents=True, exist_ok=True)
     return [write_timeline(results, out / "timeline.csv"), write_summary(results, out / "summary.json", source=source),
             write_plot(results, out / "report.png")]
-
-
-def write_timeline(results: Sequence[Result], path: Path) -> Path:
-    """One row per (policy, target, tick); metric columns are the union over policies (blank if absent)."""
-    names: list[str] = []
-    for r in results:
-        names += [m.name for m in r.policy.metrics if m.name not in names]
-    header = ["policy", "target", "time", "replicas", "ready_replicas", "desired"]
-    for n in names:
-        header += [n, f"{n}_smoothed"]
-    header += ["demand", "slo_ok", "reason"]
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for r in results:
-            tl = r.timeline
-            if tl is None:
-                continue
-            idx = {m.name: i for i, m in enumerate(r.policy.metrics)}
-            reasons = np.array(describe_all(tl.reasons), dtype=object).reshape(tl.reasons.shape)
-            for j, target in enumerate(r.targets):
-                cols = [np.full(len(r.times), spreadsheet_text(r.policy.name), dtype=object),
-                        np.full(len(r.times), spreadsheet_text(target), dtype=object),
-                        _fmt(r.times, 0), _fmt(tl.replicas[:, j], 0), _fmt(tl.ready[:, j], 0),
-                        _fmt(tl.desired[:, j], 0)]
-                for n in names:
-                    if n in idx:
-                        cols += [_fmt(tl.observed[:, idx[n], j], 6), _fmt(tl.smoothed[:, idx[n], j], 6)]
-                    else:
-                        cols += [np.full(len(r.times), "", dtype=object)] * 2
-                slo = np.where(tl.slo_ok[:, j] < 0, "", np.where(tl.slo_ok[:, j] > 0, "1", "0"))
-                cols += [_fmt(tl.demand[:, j], 4), slo, reasons[:, j]]
-                w.writerows(zip(*cols, strict=True))
-    return path
-
-
-def _fmt(values: np.ndarray, digits: int) -> np.ndarray:
-    """Numbers as text, NaN as an empty cell (no data is not zero)."""
-    text = np.char.mod(f"%.{digits}f", np.nan_to_num(values)) if digits else np.char.mod("%d", np.nan_to_num(values))
-    if digits:
-        text = np.char.rstrip(np.char.rstrip(text, "0"), ".")
-    return np.where(np.isnan(values), "", text)
 
 
 def write_summary(results: Sequence[Result], path: Path, *, source: str) -> Path:
@@ -90,35 +51,48 @@ def totals(r: Result) -> dict:
     }
 
 
-def write_plot(results: Sequence[Result], path: Path, *, target: int = 0) -> Path:
-    """Demand, requested and ready replicas, and SLO breaches over time: one panel per policy."""
+def write_plot(
+    results: Sequence[Result], path: Path, *, single: Callable[[int, int], Result] | None = None
+) -> Path:
+    """report.png: for one target, each policy's run over the whole span beside its worst stretch; for a fleet, the
+    distribution of violation and cost per target for each policy, the worst targets named, and each policy's
+    worst target drawn the same way. Every panel's title gives that target's own figures.
+
+    `single(i, j)` is policy i's replay of target j alone with its timeline (scaler.simulate.stream.Replay.single);
+    by default it is cut from each result's recorded timeline.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [r for r in results if r.timeline is not None]
-    fig, axes = plt.subplots(len(shown), 1, figsize=(12, 3.2 * len(shown)), sharex=True, squeeze=False)
-    for ax, r in zip(axes[:, 0], shown, strict=True):
-        tl = r.timeline
-        hours = (r.times - r.times[0]) / 3600.0
-        ax.plot(hours, tl.demand[:, target], color="0.6", lw=0.8, label="demand (replica-equivalents)")
-        ax.step(hours, tl.desired[:, target], where="post", color="tab:blue", lw=1.2, label="requested replicas")
-        ax.step(hours, tl.ready[:, target], where="post", color="tab:green", lw=0.8, alpha=0.8,
-                label="ready replicas")
-        breach = tl.slo_ok[:, target] == 0
-        if breach.any():
-            top = np.nanmax(np.r_[tl.desired[:, target], np.nan_to_num(tl.demand[:, target])]) * 1.05
-            ax.fill_between(hours, 0, top, where=breach, color="tab:red", alpha=0.25, step="post", lw=0,
-                            label="SLO breached")
-        t = totals(r)
-        ax.set_title(f"{r.policy.name} ({r.policy.algorithm}) - {r.targets[target]}: "
-                     f"{t['replica_hours']:.0f} replica-h, SLO violated {t['slo_violation_seconds'] / 3600:.2f} h, "
-                     f"{t['scale_ups']} up / {t['scale_downs']} down", fontsize=10)
-        ax.set_ylabel("replicas")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
-    axes[-1, 0].set_xlabel("hours since start")
+    single = single or (lambda i, j: one_target(results[i], j))
+    many = len(results[0].targets) > 1
+    shown = [(i, fleet.worst_target(r) if many else 0) for i, r in enumerate(results)]
+    tracks = [single(i, j) for i, j in shown]
+    stretches = [fleet.worst_stretch(t) for t in tracks]
+    zoom = any(d is not None for d in stretches)
+    top = 2 if many else 0
+    fig = plt.figure(figsize=(13 if zoom else 12, 3.3 * (len(results) + top) + (0.5 if many else 0)))
+    grid = fig.add_gridspec(len(results) + top, 2 if zoom else 1, width_ratios=[3, 1.15] if zoom else None,
+                            height_ratios=[1.15, 1.0] * (top // 2) + [1.0] * len(results))
+    if many:
+        fleet.draw_fleet(fig, grid, results)
+        fig.suptitle(f"{len(results[0].targets):,} targets: " + "; ".join(
+            f"{r.policy.name} {totals(r)['replica_hours']:,.0f} replica-h, SLO violated "
+            f"{totals(r)['slo_violation_seconds'] / 3600:,.1f} h in all" for r in results), fontsize=10.5)
+    first = last = None
+    for row, ((i, j), track, stretch) in enumerate(zip(shown, tracks, stretches, strict=True)):
+        r = results[i]
+        who = f"worst target {track.targets[0]!r}" if many else track.targets[0]
+        title = f"{r.policy.name} ({r.policy.algorithm}) - {who}: {fleet.figures(r, j)}"
+        ax = fig.add_subplot(grid[top + row, 0], sharex=first)
+        first, last = first or ax, ax
+        fleet.draw_track(ax, track, title=title, mark=stretch)
+        if stretch is not None:
+            fleet.draw_track(fig.add_subplot(grid[top + row, 1]), track, title=fleet.stretch_title(track, stretch),
+                             span=stretch, legend=False)
+    last.set_xlabel("hours since start")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -204,3 +204,63 @@ def test_bundled_policy_is_the_shipped_web_policy():
     from scaler import defaults
 
     assert defaults.DEFAULT_POLICY.read_text() == WEB.read_text()
+
+
+def fleet_csv(path: Path, targets: int = 6, rows: int = 2000) -> Path:
+    """A small fleet in long format: every target a stretch of one real trace, scaled."""
+    lines = (SHARED_TRACES / "ec2_cpu_utilization_825cc2.csv").read_text().splitlines()[1 : rows + 1]
+    out = ["timestamp,target,cpu"]
+    for j in range(targets):
+        for line in lines:
+            stamp, value = line.split(",")
+            out.append(f"{stamp},svc-{j},{min(100.0, float(value) * (0.6 + 0.15 * j)):.3f}")
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def test_a_parquet_timeline_holds_what_the_csv_does_and_a_parquet_recording_replays_alike(tmp_path):
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    data = fleet_csv(tmp_path / "fleet.csv")
+    runs = {}
+    for fmt in ("csv", "parquet"):
+        out = tmp_path / fmt
+        res = invoke("simulate", WEB, data, "--compare", "hpa", "--out", out, "--format", fmt)
+        assert res.exit_code == 0, res.output
+        assert sorted(p.name for p in out.iterdir()) == ["report.png", "summary.json", f"timeline.{fmt}"]
+        runs[fmt] = json.loads((out / "summary.json").read_text())
+    assert runs["csv"] == runs["parquet"]
+    table = pq.read_table(tmp_path / "parquet" / "timeline.parquet")
+    with (tmp_path / "csv" / "timeline.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert table.num_rows == len(rows) and table.column("reason").to_pylist() == [r["reason"] for r in rows]
+
+    recording = tmp_path / "fleet.parquet"
+    pq.write_table(pcsv.read_csv(data), recording)
+    out = tmp_path / "from-parquet"
+    assert invoke("simulate", WEB, recording, "--compare", "hpa", "--out", out).exit_code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    summary["recording"] = runs["csv"]["recording"]
+    assert summary == runs["csv"]
+
+
+def test_a_fleet_gets_a_fleet_report(tmp_path):
+    out = tmp_path / "out"
+    res = invoke("simulate", WEB, fleet_csv(tmp_path / "fleet.csv"), "--compare", "hpa", "--out", out)
+    assert res.exit_code == 0, res.output
+    png = (out / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    height = int.from_bytes(png[20:24], "big")
+    single = tmp_path / "single"
+    assert invoke("simulate", WEB, fleet_csv(tmp_path / "one.csv", targets=1), "--out", single).exit_code == 0
+    # distributions and the worst targets above each policy's worst target: a taller picture
+    assert height > int.from_bytes((single / "report.png").read_bytes()[20:24], "big")
+
+
+def test_an_unknown_timeline_format_is_one_clear_error(tmp_path):
+    data = head(SHARED_TRACES / "ec2_cpu_utilization_825cc2.csv", tmp_path / "t.csv", rows=50)
+    res = runner.invoke(app, ["simulate", str(WEB), str(data), "--metric", "cpu", "--format", "xml",
+                              "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "--format 'xml'" in res.output
+    assert not (tmp_path / "out").exists()
