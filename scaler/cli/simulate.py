@@ -141,8 +141,7 @@ def _print_sweep(first, rec, world, results) -> None:
 
     with err.status("running the HPA baseline at each CPU target", spinner="dots"):
         curve = hpa_curve(first, rec, world)
-    table = Table(title="at HPA's equal cost (HPA run at CPU targets "
-                        f"{', '.join(f'{t:g}' for t in curve.targets)} %)")
+    table = Table(title=f"at HPA's equal cost (HPA at CPU targets {min(curve.targets):g}-{max(curve.targets):g} %)")
     for col in ("policy", "replica-hours", "SLO violated", "HPA at equal cost", "ratio"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for r in results:
