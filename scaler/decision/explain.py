@@ -15,7 +15,7 @@ be the ask, so the arithmetic on the line always gives the count decided.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -43,11 +43,19 @@ class Values:
     limited: float
     desired: float
     reasons: int
+    # a seasonal window's numbers per metric (NaN and False for the other windows; empty in a status saved
+    # before seasonal windows existed)
+    correlation: list[float] = field(default_factory=list)
+    season: list[float] = field(default_factory=list)
+    level_ratio: list[float] = field(default_factory=list)
+    headroom: list[float] = field(default_factory=list)
+    no_opinion: list[bool] = field(default_factory=list)
 
     @classmethod
     def of(cls, steps, observed: np.ndarray, current: np.ndarray, j: int) -> Values:
         """Target j of a decision's steps (scaler.decision.kernel.tick.Outputs, arrays (..., targets))."""
-        per_metric = ("smoothed", "asks", "ask_ratio", "ask_base")
+        per_metric = ("smoothed", "asks", "ask_ratio", "ask_base", "correlation", "season", "level_ratio", "headroom",
+                      "no_opinion")
         fields = {name: (getattr(steps, name)[:, j].tolist() if name in per_metric else float(getattr(steps, name)[j]))
                   for name in steps._fields if name != "reasons"}
         return cls(current=float(current[j]), observed=np.asarray(observed)[:, j].tolist(),
@@ -112,7 +120,13 @@ def explain(policy: Policy, v: Values) -> str:
     for i, m in enumerate(policy.metrics):
         s = v.smoothed[i]
         text = f"{m.name} {_num(v.observed[i])}"
-        if m.window.type != "last":
+        if m.window.type == "seasonal" and not math.isnan(s):
+            told, asked = _seasonal(m, v, i)
+            text += told
+            if not asked:
+                parts.append(text)
+                continue
+        elif m.window.type != "last":
             text += f" (smoothed {_num(s)})"
         if not math.isnan(s):
             if not hpa:
@@ -130,6 +144,32 @@ def explain(policy: Policy, v: Values) -> str:
     bases = {b for b, m in zip(v.ask_base, policy.metrics, strict=True) if m.kind != MetricKind.gauge and b == b}
     seen = f" (asks from {_count(bases.pop())} ready)" if len(bases) == 1 and v.current not in bases else ""
     return f"{head} [{tags}]{seen}: " + "; ".join(parts) + " | " + chain(policy, v)
+
+
+def _seasonal(m, v: Values, i: int) -> tuple[str, bool]:
+    """A seasonal window's reading and whether it asked: ' (seasonal 120 a period ago x level 1.1 + headroom 3 =
+    135; correlation 0.93 >= 0.5)', or ' (level 118; no opinion: correlation 0.21 < 0.5): asks nothing'."""
+    def at(name: str) -> float:
+        values = getattr(v, name)
+        return float(values[i]) if i < len(values) and values[i] is not None else math.nan
+
+    w = m.window
+    corr, floor = at("correlation"), w.effective_min_correlation
+    silent = bool(v.no_opinion[i]) if i < len(v.no_opinion) else False
+    if silent:
+        if math.isnan(corr):
+            why = "no correlation at the period yet (it needs about 1.5 periods of history)"
+        elif corr < floor:
+            why = f"correlation {corr:.2f} < {floor:g}"
+        elif math.isnan(at("season")):
+            why = "no bucket a period ago to read"
+        else:  # the level ratio: no recent bucket pairs with one a period ago, or idle then and busy now
+            why = "no level a period ago to scale by"
+        return f" (level {_num(v.smoothed[i])}; no opinion: {why}): asks nothing", False
+    room = at("headroom")
+    extra = f" + headroom {_num(room)}" if w.headroom_q is not None else ""
+    return (f" (seasonal {_num(at('season'))} a period ago x level {at('level_ratio'):.4g}{extra} = "
+            f"{_num(v.smoothed[i])}; correlation {corr:.2f} >= {floor:g})"), True
 
 
 def chain(policy: Policy, v: Values) -> str:

@@ -28,6 +28,8 @@ from scaler.decision.kernel.codes import (
     PERCENT,
     PERCENTILE,
     PODS,
+    SEASONAL,
+    SEASONAL_ROWS,
     SELECT_DISABLED,
     SELECT_MAX,
     SELECT_MIN,
@@ -37,7 +39,8 @@ from scaler.decision.kernel.codes import (
 from scaler.policy.model import Direction, MetricKind, Policy, Window
 
 KINDS = {"utilization": UTILIZATION, "latency": LATENCY, "error_rate": ERROR_RATE, "gauge": GAUGE}
-WINDOWS = {"last": LAST, "ewma": EWMA, "mean": MEAN, "max": MAX, "percentile": PERCENTILE, "trend": TREND}
+WINDOWS = {"last": LAST, "ewma": EWMA, "mean": MEAN, "max": MAX, "percentile": PERCENTILE, "trend": TREND,
+           "seasonal": SEASONAL}
 SELECTS = {"max": SELECT_MAX, "min": SELECT_MIN, "disabled": SELECT_DISABLED}
 
 
@@ -63,9 +66,15 @@ class Params(NamedTuple):
     alpha: np.ndarray  # ewma weight of a new sample
     q: np.ndarray  # percentile, 0-100
     interval: float  # seconds between ticks
-    lead: np.ndarray  # trend: seconds ahead of the newest sample
+    lead: np.ndarray  # trend, seasonal: seconds ahead of the newest sample
     fit_p: np.ndarray  # trend: a full ring's value = fit_p x S + fit_q x U (scaler.decision.kernel.windows)
     fit_q: np.ndarray
+    bucket: np.ndarray  # seasonal: seconds per bucket (0 for the other windows)
+    buckets: np.ndarray  # int64 seasonal: buckets kept, two periods (0 for the others)
+    level: np.ndarray  # int64 seasonal: buckets of the recent level
+    min_corr: np.ndarray  # seasonal: the correlation at the period it asks from
+    headroom_q: np.ndarray  # seasonal: percentile of the tick-to-tick changes added (0 without: changes is then 0)
+    changes: np.ndarray  # int64 seasonal: tick-to-tick changes kept for the headroom (0: none)
     tol_down: float
     tol_up: float
     min: float
@@ -121,6 +130,12 @@ def params_of(policy: Policy) -> Params:
         lead=f([w.lead for w in windows], dtype=float),
         fit_p=f([x[0] for x in fits], dtype=float),
         fit_q=f([x[1] for x in fits], dtype=float),
+        bucket=f([w.bucket for w in windows], dtype=float),
+        buckets=f([w.buckets for w in windows], dtype=np.int64),
+        level=f([w.level for w in windows], dtype=np.int64),
+        min_corr=f([w.min_corr for w in windows], dtype=float),
+        headroom_q=f([w.headroom_q for w in windows], dtype=float),
+        changes=f([w.changes for w in windows], dtype=np.int64),
         tol_down=float(policy.tolerance.down),
         tol_up=float(policy.tolerance.up),
         min=float(policy.replicas.min),
@@ -182,23 +197,46 @@ def side_by_side(params: Sequence[Params], width: int) -> Params:
 
 def _same(a, b) -> bool:
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
     return type(a) is type(b) and a == b
 
 
 class WindowParams(NamedTuple):
     """One window at a tick interval, as the compiled windows read it."""
 
-    kind: int  # LAST, EWMA, MEAN, MAX, PERCENTILE, TREND
-    slots: int  # ring length: 20 min at 15 s -> 80; 1 for last and ewma (no ring)
+    kind: int  # LAST, EWMA, MEAN, MAX, PERCENTILE, TREND, SEASONAL
+    slots: int  # ring length: 20 min at 15 s -> 80; 1 for last and ewma (no ring); seasonal: its whole block
     alpha: float  # ewma weight of a new sample
     q: float  # percentile, 0-100
-    lead: float  # trend: seconds ahead of the newest sample
+    lead: float  # trend, seasonal: seconds ahead of the newest sample
+    bucket: float = 0.0  # seasonal: seconds per bucket
+    buckets: int = 0  # seasonal: buckets of two periods (a day of 5-minute buckets: 576)
+    level: int = 0  # seasonal: buckets of the recent level (30 min of 5-minute buckets: 6)
+    min_corr: float = 0.0  # seasonal: asks from this correlation at the period
+    headroom_q: float = 0.0  # seasonal: percentile of the tick-to-tick changes added (0 without: no changes kept)
+    changes: int = 0  # seasonal: tick-to-tick changes kept for the headroom (30 min at 15 s: 120)
 
 
 def window_params(window: Window, interval: float) -> WindowParams:
     """`window` at this tick interval."""
     ringed = window.type in ("mean", "max", "percentile", "trend")
+    if window.type == "seasonal":
+        # Its block: two periods of buckets, the running figures, then the changes (a day of 5-minute buckets
+        # with a 30-minute headroom at 15 s: 576 + 8 + 120 = 704 rows).
+        bucket = window.effective_bucket
+        return WindowParams(
+            kind=SEASONAL,
+            slots=window.buckets + SEASONAL_ROWS + window.changes(interval),
+            alpha=1.0,
+            q=window.effective_q,
+            lead=window.effective_lead,
+            bucket=float(bucket),
+            buckets=window.buckets,
+            level=max(1, int(math.ceil(window.effective_level / bucket - 1e-9))),
+            min_corr=float(window.effective_min_correlation),
+            headroom_q=float(window.headroom_q) if window.headroom_q is not None else 0.0,
+            changes=window.changes(interval),
+        )
     return WindowParams(
         kind=WINDOWS[window.type],
         slots=max(1, int(math.ceil(window.length / interval))) if ringed else 1,

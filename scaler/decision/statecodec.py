@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from scaler.decision.kernel.codes import TREND
+from scaler.decision.kernel.codes import SEASONAL, TREND
 from scaler.decision.params import Params, params_of
 from scaler.decision.state import EVENTS, RECS, State, initial_state
 from scaler.policy.model import Policy
@@ -33,21 +33,31 @@ def fingerprint(policy: Policy, params: Params) -> str:
     """A short hash of everything that decides the state arrays' shapes and what their rows mean.
 
     Per metric, in order: its name and kind (a utilization window stores value x ready replicas, the others
-    the raw value), its window kind and ring slots; per panic window its kind and slots; the history slots.
+    the raw value), its window kind and ring slots (a seasonal window: also its bucket, buckets and changes);
+    per panic window its kind and slots; the history slots.
     Values that only change how the state is used (targets, thresholds, EWMA weight, rate limits) are left
     out, so tuning a policy keeps its state, while reordering or renaming metrics, or resizing a window,
     starts fresh instead of reading one metric's ring as another's.
     """
     shape = {
         "metrics": [
-            [m.name, str(m.kind), m.window.type, int(slots)]
-            for m, slots in zip(policy.metrics, params.slots, strict=True)
+            [m.name, str(m.kind), m.window.type, int(slots)] + _seasonal_shape(params, i)
+            for i, (m, slots) in enumerate(zip(policy.metrics, params.slots, strict=True))
         ],
         "panic": [["mean", int(slots)] for slots in params.panic_slots],
         "history": params.history_slots,
     }
     text = json.dumps(shape, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _seasonal_shape(params: Params, i: int) -> list[float | int]:
+    """What else a seasonal window's rows mean: its bucket's seconds (bucket n sits in row n mod buckets, so 288
+    rows of 5 minutes and 288 of 10 are other windows), its buckets and its changes; nothing for the others,
+    whose fingerprint stays what it was."""
+    if params.window[i] != SEASONAL:
+        return []
+    return [float(params.bucket[i]), int(params.buckets[i]), int(params.changes[i])]
 
 
 def _trend(params: Params) -> np.ndarray:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from scaler.decision.kernel.behavior import limits
-from scaler.decision.kernel.codes import LEGACY_WINDOW, TREND
+from scaler.decision.kernel.codes import LEGACY_WINDOW, SEASONAL, TREND
 from scaler.decision.kernel.history import history_extreme, period_sum
 from scaler.decision.kernel.proposals import propose_row
+from scaler.decision.kernel.seasonal import seasonal_row
 from scaler.decision.kernel.single import clamp_all, legacy_all, precheck_all, stabilize_all
 from scaler.decision.kernel.windows import smooth_row
 from scaler.decision.params import KINDS, SELECTS, WindowParams, fit_coefficients, rules, window_params
@@ -84,11 +85,14 @@ class History:
 
 @dataclass(frozen=True)
 class SmoothState:
-    """One window's ring (slots, targets) and the slot it writes next; a trend window's running sums."""
+    """One window's ring (slots, targets) and the slot it writes next; a trend window's running sums; a seasonal
+    window's numbers of its last step (`seasonal`: correlation, season, level_ratio, headroom, no_opinion, each
+    (targets,), as scaler.decision.kernel.tick.Outputs names them)."""
 
     ring: np.ndarray
     head: int
     sums: np.ndarray | None = None
+    seasonal: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,20 +114,31 @@ class Smoother:
     def empty(self, targets: int) -> SmoothState:
         return SmoothState(ring=np.full((self.slots, targets), np.nan), head=0)
 
-    def step(self, state: SmoothState, x: np.ndarray, *, out: np.ndarray | None = None
+    def step(self, state: SmoothState, x: np.ndarray, *, out: np.ndarray | None = None, now: float | None = None
              ) -> tuple[np.ndarray, SmoothState]:
         """Smoothed value per target; NaN wherever this tick's sample is missing ("no data" stays visible).
-        The state passed in is left as it was."""
+        The state passed in is left as it was. A seasonal window needs the tick's time, `now` (unix seconds):
+        its buckets follow the clock."""
         w = self.window
         x = np.ascontiguousarray(x, dtype=np.float64)
         n = x.shape[0]
         ring = np.array(state.ring, dtype=np.float64, order="C", copy=True)
+        value = np.empty(n) if out is None else out
+        if w.kind == SEASONAL:
+            if now is None:
+                raise ValueError("a seasonal window steps at a time: pass now=")
+            parts = {name: np.full(n, np.nan) for name in ("correlation", "season", "level_ratio", "headroom")}
+            parts["no_opinion"] = np.zeros(n, dtype=np.bool_)
+            seasonal_row(w.bucket, w.buckets, w.level, w.min_corr, w.headroom_q, w.changes, w.lead, float(now), ring,
+                         state.head, x, False, np.ones(n), value, parts["correlation"], parts["season"],
+                         parts["level_ratio"], parts["headroom"], parts["no_opinion"], np.empty(max(1, w.slots)))
+            head = (state.head + 1) % w.changes if w.changes > 0 else 0
+            return value, SmoothState(ring=ring, head=head, seasonal=parts)
         trend = w.kind == TREND and w.slots > 1
         resync = trend and (state.sums is None or state.head == w.slots - 1)
         sums = (np.full((2, n), np.nan) if state.sums is None else np.array(state.sums, order="C", copy=True)) \
             if trend else np.empty((2, 0))
         p, q = fit_coefficients(w.slots, self.interval, w.lead) if trend else (0.0, 0.0)
-        value = np.empty(n) if out is None else out
         smooth_row(w.kind, w.slots, w.alpha, w.q, self.interval, w.lead, p, q, ring, state.head, sums, resync, x,
                    False, np.ones(n), value, np.empty(max(1, w.slots)), np.empty(n))
         return value, SmoothState(ring=ring, head=(state.head + 1) % w.slots, sums=sums if trend else None)

@@ -6,7 +6,7 @@ import math
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from scaler.units import PositiveSeconds, Seconds, format_duration
 from scaler.yamlio import Strict
@@ -25,6 +25,10 @@ MAX_WINDOW_SLOTS = 10_000
 """The most samples one window may keep per target: its ring is length / interval slots of 8 bytes, so
 10,000 slots is 80 KB per target and metric (24 h at 15 s is 5,760; at a 1 s interval a window may span
 2 h 46 min). A mean, max or percentile reads the whole ring every tick."""
+MAX_PERIOD = 7 * 86400.0
+"""The longest period of a seasonal window, in seconds (a week): the usual cycles of demand are daily and weekly.
+A seasonal window is the one exception to MAX_WINDOW: it remembers two periods, but as bucket means, not samples,
+so its ring is bounded by MAX_WINDOW_SLOTS buckets (two weeks of 5-minute buckets is 4,032)."""
 MAX_METRICS = 16
 """Metrics per policy: each is one query per tick and one window ring per target."""
 MAX_COUNT = 2**31 - 1
@@ -79,16 +83,18 @@ class Section(Strict):
 class Window(Section):
     """How raw samples are smoothed before deciding."""
 
-    type: Literal["last", "ewma", "mean", "max", "percentile", "trend"] = Field(
+    type: Literal["last", "ewma", "mean", "max", "percentile", "trend", "seasonal"] = Field(
         "ewma",
         description="last (no smoothing), ewma, mean, max or percentile over the window; trend: the "
         "least-squares line through the window's samples, read `lead` seconds ahead (flat until the samples "
-        "reach back half the window; never below 0)",
+        "reach back half the window; never below 0); seasonal: the load at the same time one period ago, "
+        "`lead` seconds ahead, scaled by the ratio of the recent level to the level one period ago, asked only "
+        "while the history shows the pattern (see min_correlation)",
     )
     length: Seconds = Field(
         60.0,
         description="Window length in seconds; samples older than this are dropped. At most 24 h, and at most "
-        "10,000 samples at the policy's interval",
+        "10,000 samples at the policy's interval. Not for seasonal, whose reach is two periods",
     )
     half_life: Seconds | None = Field(
         None, description="ewma only: seconds for an old sample's weight to halve (default: length / 2)"
@@ -96,9 +102,43 @@ class Window(Section):
     q: float | None = Field(None, gt=0, le=100, description="percentile only: which percentile (default 95)")
     lead: Seconds | None = Field(
         None,
-        description="trend only: seconds after the newest sample to read the fitted line at (default 90: a "
+        description="trend and seasonal: seconds after the newest sample to read the forecast at (default 90: a "
         "replica's 60 s start-up plus a metric's 30 s lag, how far ahead a scale-up decided now must look); "
-        "at most 24 h",
+        "at most 24 h, and for seasonal at most the period less one bucket",
+    )
+    period: Seconds | None = Field(
+        None,
+        description="seasonal only (required): seconds after which the load repeats, e.g. 1d (daily) or 1w "
+        "(weekly); at most 1 week, and a whole number of buckets",
+    )
+    bucket: Seconds | None = Field(
+        None,
+        description="seasonal only: seconds of samples averaged into one remembered value (default 5m). The "
+        "window keeps two periods of buckets, at most 10,000 (a week of 5-minute buckets is 2,016 per period); "
+        "at least the policy's interval",
+    )
+    level: Seconds | None = Field(
+        None,
+        description="seasonal only: seconds of recent history whose mean, over the mean of the same span one "
+        "period earlier, scales the forecast (default 30m, or the period if shorter: load 10 % above last "
+        "week's at this hour reads last week's next bucket x 1.1); at least one bucket, at most the period. "
+        "Also the span of the headroom",
+    )
+    min_correlation: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="seasonal only: the window asks only while the correlation between the last period's "
+        "buckets and the period's before is at least this (default 0.5). Below it, or before half a period of "
+        "buckets pairs with the period before (about 1.5 periods of history), it has no opinion: it asks for "
+        "nothing and holds nothing back (see docs/decisions.md)",
+    )
+    headroom_q: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="seasonal only: add this percentile of the absolute tick-to-tick change of the last "
+        "`level` to the forecast, a headroom for short-term noise in the metric's unit (e.g. 95); default none",
     )
 
     @field_validator("length", "lead")
@@ -112,11 +152,54 @@ class Window(Section):
             raise ValueError("half_life applies only to type: ewma")
         if self.q is not None and self.type != "percentile":
             raise ValueError("q applies only to type: percentile")
-        if self.lead is not None and self.type != "trend":
-            raise ValueError("lead applies only to type: trend")
+        if self.lead is not None and self.type not in ("trend", "seasonal"):
+            raise ValueError("lead applies only to type: trend or seasonal")
         if self.type == "ewma" and self.half_life == 0:
             raise ValueError("half_life must be greater than 0")
+        seasonal = ("period", "bucket", "level", "min_correlation", "headroom_q")
+        if self.type != "seasonal":
+            given = [name for name in seasonal if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to type: "
+                                 "seasonal")
+            return self
+        self._check_seasonal()
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """As written, less a seasonal window's `length` (the default it was never given, and may not be), so a
+        dumped policy validates again: the tuner and the benchmarks edit policies that way."""
+        data = handler(self)
+        if self.type == "seasonal" and isinstance(data, dict):
+            data.pop("length", None)
+        return data
+
+    def _check_seasonal(self) -> None:
+        """A seasonal window's own rules: its period in whole buckets, its ring within MAX_WINDOW_SLOTS."""
+        if "length" in self.model_fields_set:
+            raise ValueError("length does not apply to type: seasonal (it reaches back two periods: set period)")
+        if self.period is None:
+            raise ValueError("type: seasonal needs a period, e.g. period: 1d (daily) or 1w (weekly)")
+        period, bucket, level = self.period, self.effective_bucket, self.effective_level
+        if not 0 < period <= MAX_PERIOD:
+            raise ValueError(f"period must be more than 0 and at most {_duration(MAX_PERIOD)}, got {_duration(period)}")
+        if bucket <= 0 or bucket > period:
+            raise ValueError(f"bucket must be more than 0 and at most the period ({_duration(period)}), got "
+                             f"{_duration(bucket)}")
+        per = period / bucket
+        if abs(per - round(per)) > 1e-9 * per:
+            raise ValueError(f"period ({_duration(period)}) must be a whole number of buckets ({_duration(bucket)})")
+        if 2 * round(per) > MAX_WINDOW_SLOTS:
+            raise ValueError(f"two periods of {_duration(period)} in buckets of {_duration(bucket)} are "
+                             f"{2 * round(per):,} buckets per target, more than {MAX_WINDOW_SLOTS:,} (lengthen the "
+                             "bucket)")
+        if not bucket <= level <= period:
+            raise ValueError(f"level must be from one bucket ({_duration(bucket)}) to the period "
+                             f"({_duration(period)}), got {_duration(level)}")
+        if self.effective_lead > period - bucket:
+            raise ValueError(f"lead ({_duration(self.effective_lead)}) must be at most the period less one bucket "
+                             f"({_duration(period - bucket)}): the forecast reads a bucket already closed")
 
     @property
     def ringed(self) -> bool:
@@ -124,8 +207,25 @@ class Window(Section):
         return self.type in ("mean", "max", "percentile", "trend")
 
     def slots(self, interval: float) -> int:
-        """Samples the window keeps per target at this tick interval (20 min at 15 s -> 80); 1 without a ring."""
+        """Samples the window keeps per target at this tick interval (20 min at 15 s -> 80); 1 without a ring.
+        A seasonal window: its bucket means and, with headroom_q, the tick-to-tick changes of the last `level`
+        (a day of 5-minute buckets with a 30-minute headroom at 15 s: 576 + 120)."""
+        if self.type == "seasonal":
+            return self.buckets + self.changes(interval)
         return max(1, int(math.ceil(self.length / interval))) if self.ringed else 1
+
+    @property
+    def buckets(self) -> int:
+        """Seasonal: the buckets of two periods (a day of 5-minute buckets: 2 x 288 = 576); else 0."""
+        if self.type != "seasonal" or self.period is None:
+            return 0
+        return 2 * int(round(self.period / self.effective_bucket))
+
+    def changes(self, interval: float) -> int:
+        """Seasonal with headroom_q: the tick-to-tick changes kept for the headroom (30 min at 15 s: 120)."""
+        if self.type != "seasonal" or self.headroom_q is None:
+            return 0
+        return max(1, int(math.ceil(self.effective_level / interval)))
 
     @property
     def effective_half_life(self) -> float:
@@ -138,6 +238,20 @@ class Window(Section):
     @property
     def effective_lead(self) -> float:
         return self.lead if self.lead is not None else 90.0
+
+    @property
+    def effective_bucket(self) -> float:
+        return self.bucket if self.bucket is not None else 300.0
+
+    @property
+    def effective_level(self) -> float:
+        if self.level is not None:
+            return self.level
+        return min(1800.0, self.period) if self.period is not None else 1800.0
+
+    @property
+    def effective_min_correlation(self) -> float:
+        return self.min_correlation if self.min_correlation is not None else 0.5
 
 
 class Metric(Section):
@@ -355,6 +469,11 @@ class Policy(Section):
         too_long = self._oversized_windows()
         if too_long:
             raise ValueError("; ".join(too_long))
+        if all(m.window.type == "seasonal" for m in self.metrics):
+            # A seasonal window has no opinion before 1.5 periods of history or where there is no pattern;
+            # a policy of nothing else would then never move.
+            raise ValueError("a seasonal window asks only where the history shows its pattern: the policy needs "
+                             "at least one metric with another window to decide the rest of the time")
         names = [m.name for m in self.metrics]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -368,17 +487,32 @@ class Policy(Section):
         return self
 
     def _oversized_windows(self) -> list[str]:
-        """A message for each window that would keep more than MAX_WINDOW_SLOTS samples at this interval."""
-        windows = [(f"metrics[{i}].window.length", m.window) for i, m in enumerate(self.metrics)]
+        """A message for each window that would keep more than MAX_WINDOW_SLOTS samples at this interval (a
+        seasonal window: its headroom's tick-to-tick changes; its buckets are checked by the window itself),
+        or whose buckets are shorter than a tick."""
+        windows = [(f"metrics[{i}].window.length", m.window) for i, m in enumerate(self.metrics)
+                   if m.window.type != "seasonal"]
         if self.panic is not None:
             windows.append(("panic.window", Window(type="mean", length=self.panic.window)))
         every = _duration(self.interval)
-        return [
+        out = [
             f"{where}: {_duration(w.length)} at an interval of {every} is {w.slots(self.interval):,} samples "
             f"per target, more than {MAX_WINDOW_SLOTS:,} (shorten the window or lengthen the interval)"
             for where, w in windows
             if w.slots(self.interval) > MAX_WINDOW_SLOTS
         ]
+        for i, m in enumerate(self.metrics):
+            w = m.window
+            if w.type != "seasonal":
+                continue
+            if w.effective_bucket < self.interval:
+                out.append(f"metrics[{i}].window.bucket: {_duration(w.effective_bucket)} is shorter than the "
+                           f"interval ({every}): a bucket must hold at least one tick")
+            if w.changes(self.interval) > MAX_WINDOW_SLOTS:
+                out.append(f"metrics[{i}].window.level: the headroom over {_duration(w.effective_level)} at an "
+                           f"interval of {every} is {w.changes(self.interval):,} samples per target, more than "
+                           f"{MAX_WINDOW_SLOTS:,} (shorten the level or lengthen the interval)")
+        return out
 
     def _directions(self) -> list[Direction]:
         return [self.behavior.scale_up, self.behavior.scale_down] if self.behavior else []

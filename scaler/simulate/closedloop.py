@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from scaler.decision.kernel.cache import CACHE  # before numba: it picks numba's cache directory
-from scaler.decision.kernel.codes import ERROR_RATE, LATENCY, UTILIZATION
+from scaler.decision.kernel.codes import ERROR_RATE, LATENCY, SEASONAL, UTILIZATION
 from scaler.decision.kernel.tick import Outputs, commit, tick
 
 # isort: split
@@ -38,7 +38,8 @@ class WorldState(NamedTuple):
 
 
 class Totals(NamedTuple):
-    """Per target, summed over the ticks."""
+    """Per target, summed over the ticks; per seasonal window and target, its latest correlation and how often
+    it asked (filled when the arrays are (metrics, targets); a caller that needs neither leaves them empty)."""
 
     replica_hours: np.ndarray
     violation_seconds: np.ndarray  # SLO breached
@@ -46,6 +47,8 @@ class Totals(NamedTuple):
     scale_ups: np.ndarray  # int64
     scale_downs: np.ndarray  # int64
     peak_replicas: np.ndarray
+    asked: np.ndarray = np.zeros((0, 0), dtype=np.int64)  # (metrics, targets) ticks a seasonal window asked
+    correlation: np.ndarray = np.zeros((0, 0))  # (metrics, targets) its correlation at the period, the latest
 
 
 class Timeline(NamedTuple):
@@ -119,6 +122,7 @@ def run_chunk(p, w, k0, times, load, gauges, replayed, s, ws, totals, tl, record
     """
     ticks, n = load.shape
     m = p.kind.shape[0]
+    seasonal = totals.asked.shape[0] == m and totals.asked.shape[1] == n and totals.correlation.shape == (m, n)
     d, lag = w.delay, w.lag
     ring_len = lag + 1
     dt = w.interval
@@ -172,6 +176,13 @@ def run_chunk(p, w, k0, times, load, gauges, replayed, s, ws, totals, tl, record
         tick(p, s, observed, current, view, times[c], o)
         desired = o.desired
         commit(s, times[c], current, desired)
+        if seasonal:
+            for i in range(m):
+                if p.window[i] == SEASONAL:
+                    for j in range(n):
+                        if not o.no_opinion[i, j] and o.smoothed[i, j] == o.smoothed[i, j]:
+                            totals.asked[i, j] += 1
+                        totals.correlation[i, j] = o.correlation[i, j]
         requests[k % d] = desired
         # what it cost and how the world fared this tick
         for j in range(n):
@@ -220,3 +231,8 @@ def _keep(rows, k, o):
     rows.up_limit[k] = o.up_limit
     rows.down_limit[k] = o.down_limit
     rows.limited[k] = o.limited
+    rows.correlation[k] = o.correlation
+    rows.season[k] = o.season
+    rows.level_ratio[k] = o.level_ratio
+    rows.headroom[k] = o.headroom
+    rows.no_opinion[k] = o.no_opinion

@@ -6,6 +6,7 @@ all targets at once, so 1,000 targets cost about what one does.
 
 from __future__ import annotations
 
+import math
 import mmap
 import multiprocessing as mp
 import os
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scaler.decision.kernel.tick import Outputs, outputs
+from scaler.decision.kernel.tick import SEASONAL_OUTPUTS, Outputs, outputs
 from scaler.decision.params import params_of
 from scaler.decision.state import initial_state
 from scaler.errors import DataError, Problem
@@ -23,6 +24,7 @@ from scaler.recordings.load import Recording, resample
 from scaler.simulate.closedloop import Timeline, Totals, WorldState, run_chunk
 from scaler.simulate.timing import DESCRIBE, interpolated
 from scaler.simulate.world import World, model
+from scaler.units import format_duration
 
 MAX_DEMAND = 1e9  # replicas of work one target may need at a moment
 
@@ -126,6 +128,10 @@ class Result:
     peak_replicas: np.ndarray
     timeline: Timeline | None = None
     notes: list[str] = field(default_factory=list)
+    # (targets, metrics), for a seasonal window's row: the ticks it asked, and its latest correlation at the period
+    # (0 and NaN in the other windows' rows)
+    seasonal_asked: np.ndarray | None = None
+    seasonal_correlation: np.ndarray | None = None
 
     def summary(self) -> dict:
         """summary.json's entry for this policy: per target totals and the model used."""
@@ -140,6 +146,16 @@ class Result:
             }
             for i, t in enumerate(self.targets)
         }
+        for i, m in enumerate(self.policy.metrics):
+            if m.window.type != "seasonal" or self.seasonal_asked is None or self.seasonal_correlation is None:
+                continue
+            for k, t in enumerate(self.targets):
+                corr = float(self.seasonal_correlation[k, i])
+                per_target[t].setdefault("seasonal", {})[m.name] = {
+                    "correlation": round(corr, 4) if math.isfinite(corr) else None,
+                    "asked_ticks": int(self.seasonal_asked[k, i]),
+                    "asked_share": round(float(self.seasonal_asked[k, i]) / max(len(self.times), 1), 4),
+                }
         return {
             "policy": self.policy.name,
             "algorithm": self.policy.algorithm,
@@ -224,7 +240,9 @@ def run(
             child.join(timeout=1.0)
             if child.is_alive():
                 child.terminate()
-    hours, violation, no_data, ups, downs, peak = (np.concatenate(parts) for parts in zip(*totals, strict=True))
+    # per-target figures end on the targets axis: (targets,), and (metrics, targets) for the seasonal windows'
+    hours, violation, no_data, ups, downs, peak, asked, corr = (np.concatenate(parts, axis=-1)
+                                                                for parts in zip(*totals, strict=True))
 
     dt = policy.interval
     notes = []
@@ -235,9 +253,30 @@ def run(
     if demand.absent:
         notes.append(f"{', '.join(demand.absent)}: not in the recording, so absent by design: left out of "
                      f"{policy.name}'s decisions (the live loop reads it)")
+    seasonal = [i for i, mm in enumerate(policy.metrics) if mm.window.type == "seasonal"]
+    notes += [seasonal_note(policy.metrics[i], asked[i], corr[i], ticks) for i in seasonal]
     return Result(policy=policy, targets=tuple(targets), times=demand.times, world=world, demand=demand,
                   replica_hours=hours, slo_violation_seconds=violation, no_data_seconds=no_data,
-                  scale_ups=ups, scale_downs=downs, peak_replicas=peak, timeline=tl, notes=notes)
+                  scale_ups=ups, scale_downs=downs, peak_replicas=peak, timeline=tl, notes=notes,
+                  seasonal_asked=np.ascontiguousarray(asked.T) if seasonal else None,
+                  seasonal_correlation=np.ascontiguousarray(corr.T) if seasonal else None)
+
+
+def seasonal_note(metric, asked: np.ndarray, corr: np.ndarray, ticks: int) -> str:
+    """'cpu_daily: seasonal window (1d): correlation at the period at the end 0.93 (per target 0.91 to 0.95),
+    at least 0.5 to ask; it asked on 64 % of ticks'."""
+    w = metric.window
+    known = corr[np.isfinite(corr)]
+    if known.size == 0:
+        level = "not known at the end (under 1.5 periods of history)"
+    elif known.size == 1 and corr.size == 1:
+        level = f"at the end {known[0]:.2f}"
+    else:
+        level = (f"at the end {np.median(known):.2f} (per target {known.min():.2f} to {known.max():.2f}"
+                 f"{'' if known.size == corr.size else f', unknown for {corr.size - known.size}'})")
+    share = float(asked.sum()) / max(ticks * asked.size, 1)
+    return (f"{metric.name}: seasonal window ({format_duration(w.period)}): correlation at the period {level}, "
+            f"at least {w.effective_min_correlation:g} to ask; it asked on {100 * share:.0f} % of ticks")
 
 
 # Below this many targets a second process barely pays for starting it (on 2 CPUs: 100 targets x 1 week
@@ -295,7 +334,8 @@ def _replay(policy: Policy, demand: Demand, world: World, tl: Timeline | None, d
                     seen_ready=np.tile(requested, (w.lag + 1, 1)))
     totals = Totals(replica_hours=np.zeros(n), violation_seconds=np.zeros(n), no_data_seconds=np.zeros(n),
                     scale_ups=np.zeros(n, dtype=np.int64), scale_downs=np.zeros(n, dtype=np.int64),
-                    peak_replicas=requested.copy())
+                    peak_replicas=requested.copy(), asked=np.zeros((m, n), dtype=np.int64),
+                    correlation=np.full((m, n), np.nan))
     record = tl is not None
     # Without a timeline the compiled loop still takes one: empty arrays it never writes.
     rows = tl if record else timeline(0, m, n)
@@ -333,10 +373,11 @@ def timeline(ticks: int, m: int, n: int, *, detail: bool = False, shared: bool =
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
-    per_metric = {"smoothed", "asks", "ask_ratio", "ask_base"}
+    per_metric = {"smoothed", "asks", "ask_ratio", "ask_base", *SEASONAL_OUTPUTS}
     always = {"smoothed", "desired", "reasons"}
+    types = {"reasons": np.int64, "no_opinion": np.bool_}
     decisions = Outputs(**{
-        name: z(ticks, *((m,) if name in per_metric else ()), n, dtype=np.int64 if name == "reasons" else float,
+        name: z(ticks, *((m,) if name in per_metric else ()), n, dtype=types.get(name, float),
                 keep=detail or name in always)
         for name in Outputs._fields})
     return Timeline(replicas=z(ticks, n), ready=z(ticks, n), demand=z(ticks, n), observed=z(ticks, m, n),

@@ -6,9 +6,15 @@ from scaler.decision.reasons import Reason
 
 # Metric kinds, window kinds, selectPolicy, rate-limit policy types.
 UTILIZATION, LATENCY, ERROR_RATE, GAUGE = 0, 1, 2, 3
-LAST, EWMA, MEAN, MAX, PERCENTILE, TREND = 0, 1, 2, 3, 4, 5
+LAST, EWMA, MEAN, MAX, PERCENTILE, TREND, SEASONAL = 0, 1, 2, 3, 4, 5, 6
 SELECT_MAX, SELECT_MIN, SELECT_DISABLED = 0, 1, 2
 PODS, PERCENT = 0, 1
+
+# A seasonal window's rows after its buckets (scaler.decision.kernel.seasonal): the bucket being filled (its
+# number, the sum and count of its samples), what was worked out when the last bucket closed (correlation at the
+# period, level ratio, recent level, headroom), and the previous sample; then the tick-to-tick changes.
+S_BUCKET, S_SUM, S_COUNT, S_CORR, S_RATIO, S_LEVEL, S_HEADROOM, S_LAST = 0, 1, 2, 3, 4, 5, 6, 7
+SEASONAL_ROWS = 8
 
 MAX_SIGNAL_RATIO = 2.0  # a latency or error-rate metric asks for at most twice the replicas it is read on
 LEGACY_WINDOW = 300.0  # HPA without behavior: --horizontal-pod-autoscaler-downscale-stabilization, seconds

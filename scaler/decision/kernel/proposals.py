@@ -65,18 +65,28 @@ def propose_row(hpa, kind, target, whole, up, down, tol_lo, tol_hi, values, curr
                 base_out, best, flags):
     """propose_cols with one target and band for every target (scaler.decision.steps runs it alone)."""
     propose_cols(hpa, kind, np.full(1, target), whole, np.full(1, up), np.full(1, down), False, tol_lo, tol_hi,
-                 values, current, ready, out, ratio_out, base_out, best, flags)
+                 values, np.zeros(values.shape[0], dtype=np.bool_), current, ready, out, ratio_out, base_out, best,
+                 flags)
 
 
 @njit(cache=CACHE, error_model="numpy")
-def propose_cols(hpa, kind, target, whole, up, down, wide, tol_lo, tol_hi, values, current, ready, out, ratio_out,
-                 base_out, best, flags):
+def propose_cols(hpa, kind, target, whole, up, down, wide, tol_lo, tol_hi, values, silent, current, ready, out,
+                 ratio_out, base_out, best, flags):
     """One metric's ask for every target (out = ceil(ratio_out x base_out), the factors kept so a decision
     can be explained with the numbers it used), folded into each target's highest ask and flags. HPA
     counts a metric missing when it gives no proposal; the band, when it has no value (and a missing
     value is neither above the up threshold nor below the down one). target, up, down: the metric's row
-    of per-column values (Params): target j reads column j when `wide`, else column 0."""
+    of per-column values (Params): target j reads column j when `wide`, else column 0.
+
+    A target whose window has no opinion (`silent`: a seasonal window without its pattern) asks nothing and
+    counts for nothing: not missing, not above, and no bar to a scale-down the other metrics agree on."""
     for j in range(values.shape[0]):
+        if silent[j]:
+            out[j] = math.nan
+            ratio_out[j] = math.nan
+            base_out[j] = math.nan
+            flags[j] &= ~ALL_MISSING  # it has data; the hold for "no metric at all" is not its to call
+            continue
         c = j if wide else 0
         t = target[c]
         s = values[j]

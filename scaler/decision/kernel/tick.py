@@ -31,6 +31,7 @@ from scaler.decision.kernel.codes import (
     NO_DATA,
     PANIC,
     PARTIAL,
+    SEASONAL,
     TREND,
     UP,
     UP_COOL,
@@ -39,6 +40,7 @@ from scaler.decision.kernel.codes import (
 )
 from scaler.decision.kernel.history import history_extreme, history_extreme_cols
 from scaler.decision.kernel.proposals import ABOVE, ALL_MISSING, ANY_MISSING, NOT_BELOW, _ceil, propose_cols
+from scaler.decision.kernel.seasonal import seasonal_row
 from scaler.decision.kernel.windows import panic_row, smooth_row
 
 # isort: split
@@ -64,14 +66,27 @@ class Outputs(NamedTuple):
     limited: np.ndarray  # (targets,) after the rate limits and [min, max]
     desired: np.ndarray  # (targets,) the decision: after cooldowns, panic, holds and prechecks
     reasons: np.ndarray  # int64 (targets,) mask of scaler.decision.reasons.Reason
+    # A seasonal window's numbers (metrics, targets), NaN in the other windows' rows (scaler.decision.kernel.
+    # seasonal): forecast = season x level_ratio + headroom, asked only when correlation >= min_correlation.
+    correlation: np.ndarray  # its latest correlation at the period (as of the last closed bucket)
+    season: np.ndarray  # the bucket one period before now + lead, in the metric's unit
+    level_ratio: np.ndarray  # the recent level over the level one period before
+    headroom: np.ndarray  # the noise headroom added, in the metric's unit (0 without headroom_q)
+    no_opinion: np.ndarray  # bool: the window asked nothing (no pattern, or not enough history yet)
+
+
+SEASONAL_OUTPUTS = ("correlation", "season", "level_ratio", "headroom", "no_opinion")
+"""The Outputs only a seasonal window writes; the other windows' rows stay as `outputs` made them."""
 
 
 def outputs(metrics: int, targets: int) -> Outputs:
-    """Output arrays for one tick."""
+    """Output arrays for one tick (the seasonal numbers NaN and no_opinion False, for rows no window writes)."""
     e2, e1 = (lambda: np.empty((metrics, targets))), (lambda: np.empty(targets))
+    nan2 = lambda: np.full((metrics, targets), np.nan)  # noqa: E731
     return Outputs(smoothed=e2(), asks=e2(), ask_ratio=e2(), ask_base=e2(), raw=e1(), low=e1(), high=e1(),
                    stabilized=e1(), up_limit=e1(), down_limit=e1(), limited=e1(), desired=e1(),
-                   reasons=np.empty(targets, dtype=np.int64))
+                   reasons=np.empty(targets, dtype=np.int64), correlation=nan2(), season=nan2(),
+                   level_ratio=nan2(), headroom=nan2(), no_opinion=np.zeros((metrics, targets), dtype=np.bool_))
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -97,9 +112,16 @@ def tick(p, s, observed, current, ready, now, o):
     # 1. smooth: metric by metric, each over every target
     for i in range(m):
         a = p.ring_start[i]
-        smooth_row(p.window[i], p.slots[i], p.alpha[i], p.q[i], p.interval, p.lead[i], p.fit_p[i], p.fit_q[i],
-                   s.rings[a:a + p.slots[i]], s.heads[i], s.sums[i], s.resync[i], observed[i],
-                   p.kind[i] == UTILIZATION and p.window[i] != LAST, serving, o.smoothed[i], scratch, count)
+        load = p.kind[i] == UTILIZATION and p.window[i] != LAST
+        if p.window[i] == SEASONAL:
+            seasonal_row(p.bucket[i], p.buckets[i], p.level[i], p.min_corr[i], p.headroom_q[i], p.changes[i],
+                         p.lead[i], now, s.rings[a:a + p.slots[i]], s.heads[i], observed[i], load, serving,
+                         o.smoothed[i], o.correlation[i], o.season[i], o.level_ratio[i], o.headroom[i],
+                         o.no_opinion[i], scratch)
+        else:
+            smooth_row(p.window[i], p.slots[i], p.alpha[i], p.q[i], p.interval, p.lead[i], p.fit_p[i], p.fit_q[i],
+                       s.rings[a:a + p.slots[i]], s.heads[i], s.sums[i], s.resync[i], observed[i], load, serving,
+                       o.smoothed[i], scratch, count)
     # the panic windows (utilization metrics, raw values): the highest short-window value / target
     panic_ratio = np.full(n, math.nan)
     if p.has_panic:
@@ -141,8 +163,8 @@ def tick(p, s, observed, current, ready, now, o):
     for i in range(m):
         row = slice(i * cols, (i + 1) * cols)
         propose_cols(p.hpa, p.kind[i], p.target[row], p.whole[i], p.up[row], p.down[row], wide, 1.0 - p.tol_down,
-                     1.0 + p.tol_up, o.smoothed[i], current, ready, o.asks[i], o.ask_ratio[i], o.ask_base[i], best,
-                     flags)
+                     1.0 + p.tol_up, o.smoothed[i], o.no_opinion[i], current, ready, o.asks[i], o.ask_ratio[i],
+                     o.ask_base[i], best, flags)
     hpa, legacy = p.hpa, p.legacy
     fallback, fb_after, fb = p.has_fallback, p.fallback_after, min(p.fallback_replicas, p.max)
     cools_up, cools_down = p.cooldown_up, p.cooldown_down
@@ -161,8 +183,9 @@ def tick(p, s, observed, current, ready, now, o):
         best_j = best[j]
         # 3. band (or HPA's validity rule), missing data
         if hpa:
-            invalid = all_missing or (any_missing and best_j < cur)
-            raw = cur if invalid else best_j
+            # (no ask at all but no metric missing: every metric had no opinion, which keeps the count)
+            invalid = all_missing or (any_missing and not best_j >= cur)
+            raw = cur if invalid or best_j != best_j else best_j
             if invalid:
                 reasons = NO_DATA
             elif raw > cur:
@@ -263,6 +286,11 @@ def tick(p, s, observed, current, ready, now, o):
 def advance(p, s):
     """Every window and the recommendation history one slot on, after a tick wrote its slots."""
     for i in range(s.heads.shape[0]):
+        if p.window[i] == SEASONAL:
+            # its buckets follow the clock; the head is the slot of its next tick-to-tick change
+            s.heads[i] = (s.heads[i] + 1) % p.changes[i] if p.changes[i] > 0 else 0
+            s.resync[i] = False
+            continue
         s.heads[i] = (s.heads[i] + 1) % p.slots[i]
         # a trend window adds its running sums up afresh once per turn of its ring
         s.resync[i] = p.window[i] == TREND and p.slots[i] > 1 and s.heads[i] == p.slots[i] - 1
