@@ -1,6 +1,7 @@
 """The live control loop: each policy on its interval, one tick in one order.
 
-    1. lease     a follower skips the tick (and keeps no state: it loads the leader's when it leads)
+    1. lease     a follower skips the tick (and keeps no state: it loads the leader's when it leads; loading
+                 fills the windows from the metric source's history, one range query per metric)
     2. observe   every target's counts and every metric, one query per metric for all targets
     3. decide    the same `decide()` the simulator runs: it proposes a count per target
     4. apply     write the targets whose count changes, within their own bounds (leader only, never dry run)
@@ -17,12 +18,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
 from scaler import retry as retrying
 from scaler.clock import Clock
-from scaler.decision import statecodec
+from scaler.decision import backfill, statecodec
 from scaler.decision.decide import Decision, decide
 from scaler.decision.params import Params, params_of
 from scaler.decision.state import State, initial_state
@@ -32,7 +34,7 @@ from scaler.live.decisionlog import DecisionLog
 from scaler.live.health import Bound, HealthEvent, HealthRule, bind, evaluate
 from scaler.live.metrics import LoopMetrics
 from scaler.live.notices import Memory, notices
-from scaler.live.observe import observe
+from scaler.live.observe import observe, read_history
 from scaler.live.telemetry import Telemetry
 from scaler.notify import Notifier
 from scaler.policy.model import Policy
@@ -60,6 +62,7 @@ class Group:
     rules: list[Bound] = field(default_factory=list)
     last_success: float | None = None
     next_due: float = 0.0
+    told_buckets: dict[int, int] = field(default_factory=dict)  # seasonal metric -> the bucket last logged
 
     def __post_init__(self) -> None:
         self.params = params_of(self.policy)
@@ -155,7 +158,7 @@ class Loop:
         self.telemetry.observed(g.name, ids, g.metric_names, seen)
         # 3. decide
         if g.state is None:
-            g.state = self._load_state(g, seen.current, now)
+            g.state = self._load_state(g, seen.current, now, ready=seen.ready)
         t0 = time.perf_counter()
         decision = decide(g.params, g.state, seen.observed, current=seen.current, now=now, ready=seen.ready)
         self.telemetry.decided(g.name, time.perf_counter() - t0)
@@ -177,6 +180,7 @@ class Loop:
                 self.notifier.send(message)
         self._dispatch(events)
         self.telemetry.decision(g.name, g.metric_names, now, decision, done.outcomes, events)
+        self._log_seasonal(g, now, decision, done.outcomes)
         self.telemetry.status(self.store, self.key("decisions", g), g.name, now, decision, done.outcomes,
                               seen.query_errors)
         if not seen.query_errors:
@@ -188,21 +192,79 @@ class Loop:
         """fn() with the shared retry policy (transient errors only), sleeping on the injected clock."""
         return retrying.call(fn, policy=self.retry, sleep=self.clock.sleep)
 
-    def _load_state(self, g: Group, current: np.ndarray, now: float) -> State:
+    def _load_state(self, g: Group, current: np.ndarray, now: float, *, ready: np.ndarray | None = None) -> State:
         """The saved state if there is a usable one, else a fresh one. Either way `current` counts as a
-        recommendation made now, as HPA does after a restart: scale-down waits one stabilization window."""
+        recommendation made now, as HPA does after a restart: scale-down waits one stabilization window; and
+        the windows are filled from the metric source's history (`_backfill`), `ready` serving."""
         try:
             blob = self.store.load(self.key("state", g))
         except ScalerError as e:
             log.warning("policy %s: loading saved state failed, starting fresh: %s", g.name, e)
             blob = None
+        saved = False
         if blob is None:
-            return initial_state(g.params, current, now)
-        state, why = statecodec.decode(blob, g.policy, targets=g.labels, current=current, now=now)
-        if why:
-            log.warning("policy %s: saved state not used (%s); starting fresh", g.name, why)
+            state = initial_state(g.params, current, now)
+        else:
+            state, why = statecodec.decode(blob, g.policy, targets=g.labels, current=current, now=now)
+            if why:
+                log.warning("policy %s: saved state not used (%s); starting fresh", g.name, why)
+            else:
+                state, saved = state.with_recommendation(now, current), True
+        return self._backfill(g, state, current if ready is None else ready, now, saved=saved)
+
+    def _backfill(self, g: Group, state: State, ready: np.ndarray, now: float, *, saved: bool) -> State:
+        """`state` with every metric's window filled from history: one range query per metric for all targets
+        over the span its window needs (scaler.decision.backfill), then only the windows run over the answers.
+        A metric whose query fails keeps its window as loaded (empty when fresh, as without history) and says
+        so; one whose answer names none of the targets keeps it quietly. A source without range queries fills
+        nothing."""
+        if not callable(getattr(self.source, "query_range", None)):
             return state
-        return state.with_recommendation(now, current)
+        spans = backfill.spans(g.params, now)
+        if not any(spans):
+            return state
+        histories, errors = read_history(g.policy.metrics, g.labels, spans, target_label=g.target_label,
+                                         source=self.source, pool=self._pool)
+        for name, why in errors.items():
+            log.warning("policy %s: filling the %s window from history failed; it starts %s: %s", g.name, name,
+                        "as saved" if saved else "empty", why, extra={"policy": g.name})
+        told = []
+        for i, h in histories.items():
+            state = backfill.fill(g.params, state, i, h.times, h.values, ready=ready, now=now)
+            told.append(f"{g.policy.metrics[i].name} {h.times.size} samples every {spans[i].step:g} s "
+                        f"for {h.found} of {len(g.labels)} targets")
+        if told:
+            log.info("policy %s: windows filled from history: %s", g.name, "; ".join(told), extra={"policy": g.name})
+        return state
+
+    def _log_seasonal(self, g: Group, now: float, decision: Decision, outcomes: Sequence[TargetOutcome]) -> None:
+        """A seasonal window's numbers in the decision log once per bucket (they change when one closes): per
+        target its correlation at the period and whether it asks, with the level ratio and headroom."""
+        if self.telemetry.decisions is None:
+            return
+        stamp = datetime.fromtimestamp(now, UTC).isoformat()
+        records = []
+        for i, m in enumerate(g.policy.metrics):
+            if m.window.type != "seasonal":
+                continue
+            bucket = int(now // m.window.effective_bucket)
+            if g.told_buckets.get(i) == bucket:
+                continue
+            g.told_buckets[i] = bucket
+            steps = decision.steps
+            for j, o in enumerate(outcomes):
+                records.append({
+                    "ts": stamp, "event": "seasonal", "policy": g.name, "target": o.label, "id": o.id,
+                    "metric": m.name, "correlation": _number(steps.correlation[i, j]),
+                    "min_correlation": m.window.effective_min_correlation,
+                    "asks": bool(not steps.no_opinion[i, j] and np.isfinite(steps.smoothed[i, j])),
+                    "level_ratio": _number(steps.level_ratio[i, j]), "headroom": _number(steps.headroom[i, j]),
+                })
+        if records:
+            try:
+                self.telemetry.decisions.write(records)
+            except OSError as e:
+                log.error("writing the decision log failed: %s", e)
 
     def _persist(self, g: Group) -> str | None:
         """Save the group's state; why it failed, or None."""
@@ -268,6 +330,11 @@ class Loop:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _number(x: float) -> float | None:
+    """A figure for the JSON log: rounded to 6 decimals, None for NaN or infinite."""
+    return round(float(x), 6) if np.isfinite(x) else None
 
 
 def key(kind: str, policy: str, *, dry_run: bool = False) -> str:

@@ -1,6 +1,8 @@
 """Step 1 of a tick: read every target's replica counts and every metric (one query per metric for all
 targets), concurrently; a failure costs the target or the metric it hit, never the tick. A reading outside its
-metric kind's range (negative, absurdly large, not finite) is no data for that target, and is reported."""
+metric kind's range (negative, absurdly large, not finite) is no data for that target, and is reported.
+Before a policy's first tick, `read_history` reads each metric's history the same way (one range query per
+metric for all targets) for the windows to start from."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scaler.decision.backfill import Span
 from scaler.errors import PermanentError, ProviderError, ScalerError
 from scaler.policy.model import Metric
-from scaler.sources.base import MetricSource
+from scaler.sources.base import MetricSource, range_grid
 from scaler.targets.base import Replicas, ScaleTarget
 
 log = logging.getLogger(__name__)
@@ -131,3 +134,58 @@ def _number(value: float) -> float:
         return float(value)
     except OverflowError:
         return float("inf") if value > 0 else float("-inf")
+
+
+@dataclass(frozen=True)
+class History:
+    """One metric's history on its span's grid: times (samples,) and values (samples, targets), NaN = none."""
+
+    times: np.ndarray
+    values: np.ndarray
+    found: int  # targets with at least one sample
+
+
+def read_history(
+    metrics: Sequence[Metric],
+    labels: Sequence[str],
+    spans: Sequence[Span | None],
+    *,
+    target_label: str,
+    source: MetricSource,
+    pool: Executor,
+) -> tuple[dict[int, History], dict[str, str]]:
+    """Each metric's history over its span (None: none needed), one range query per metric for all targets,
+    concurrently: ({metric index: History}, {metric name: why its query failed}). A metric whose answer names
+    none of the targets is left out of both (there is no history to fill from, and nothing failed); readings
+    outside the metric kind's range are no data, as in a tick."""
+    column = {label: j for j, label in enumerate(labels)}
+
+    def one(i: int) -> History | Exception | None:
+        m, span = metrics[i], spans[i]
+        assert span is not None
+        try:
+            got = source.query_range(m.query, by=target_label, start=span.start, end=span.end, step=span.step)
+        except ScalerError as e:
+            return e
+        times = range_grid(span.start, span.end, span.step)
+        values = np.full((times.size, len(labels)), np.nan)
+        low, high = m.kind.valid_range
+        found = 0
+        for label, series in got.items():
+            j = column.get(label)
+            if j is None:
+                continue
+            row = np.asarray(series, dtype=float)[:times.size]
+            values[:row.size, j] = np.where((row >= low) & (row <= high), row, np.nan)
+            found += int(np.isfinite(values[:, j]).any())
+        return History(times, values, found) if found else None
+
+    wanted = [i for i, span in enumerate(spans) if span is not None]
+    histories: dict[int, History] = {}
+    errors: dict[str, str] = {}
+    for i, got in zip(wanted, pool.map(one, wanted), strict=True):
+        if isinstance(got, Exception):
+            errors[metrics[i].name] = str(got)
+        elif got is not None:
+            histories[i] = got
+    return histories, errors

@@ -1,4 +1,5 @@
-"""The live metric source: one instant PromQL query per metric per tick, answered as {target: value}."""
+"""The live metric source: one instant PromQL query per metric per tick, answered as {target: value}; and one range
+query per metric, answered as {target: values}, for the history that fills the windows at start."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import numpy as np
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from pydantic import Field, field_validator, model_validator
@@ -19,13 +23,23 @@ from urllib3.util.retry import Retry
 
 from scaler import secrets
 from scaler.errors import ConfigError, PermanentError, Problem, TransientError
-from scaler.sources.base import SourceConfig, SourceContext
+from scaler.sources.base import SourceConfig, SourceContext, range_grid
 from scaler.units import PositiveSeconds
 from scaler.yamlio import Strict
 
 log = logging.getLogger(__name__)
 
 PROVIDER = "prometheus"
+MAX_RANGE_POINTS = 11_000
+"""Points per series of one range query: Prometheus refuses more ("exceeded maximum resolution of 11,000 points
+per timeseries"). A window's history fits: 10,000 slots at most, or two periods of seasonal buckets."""
+MAX_ANSWER_BYTES = 128 * 2**20
+"""The most bytes of one answer read (after decompression): 10,000 targets x a day of 5-minute buckets is about
+150 MB of JSON; more is refused while it is read, before it is parsed, so a query answered with every pod's
+series, or a compressed answer that unpacks to gigabytes, costs 128 MiB at most."""
+MAX_RANGE_SERIES = 10_000
+"""Series one range query may answer with: a policy's targets (a recording's limit too); more is a query not
+aggregated by the target label, whose answer would be one series per pod."""
 SECTION = "prometheus"  # where this config sits in the controller config; ConfigError paths start with it
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -141,6 +155,7 @@ class PrometheusSource:
         self.config = config
         self.url = config.url
         self.queries = 0  # every call to query(), answered or not: the loop checks one per metric per tick
+        self.range_queries = 0  # every call to query_range(): one per metric when a policy's state is loaded
         auth, self._secrets, ca_file = _credentials(config, base_dir)
         session = requests.Session()
         session.verify = str(ca_file) if ca_file is not None else not config.insecure_skip_verify
@@ -173,11 +188,98 @@ class PrometheusSource:
     def query(self, promql: str, *, by: str, now: float) -> dict[str, float]:
         """{value of label `by`: value} of the instant query `promql` evaluated at `now` (unix seconds)."""
         self.queries += 1
+        result = self._ask(promql, lambda: self._client.custom_query(promql, params={"time": f"{now:.3f}"}))
+        kind = self._result_type(promql)
+        if kind == "vector":
+            values = self._vector(result, promql, by)
+        elif kind == "matrix":
+            values = self._newest(result, promql, by, now)
+        else:
+            raise PermanentError(
+                self._say(f"query {promql!r} returned a {kind}; it must return a vector with label {by!r}, "
+                          f"e.g. avg by ({by}) (...)"),
+                provider=PROVIDER,
+                code="not-a-vector",
+            )
+        log.debug("%s: %r at %.3f: %d of %d series", self.url, promql, now, len(values), len(result))
+        return values
+
+    def query_range(self, promql: str, *, by: str, start: float, end: float, step: float) -> dict[str, np.ndarray]:
+        """{value of label `by`: values on range_grid(start, end, step)} of `promql` evaluated every `step`
+        seconds from `start` to `end` (unix seconds, sent whole), NaN where a series has no finite value.
+
+        Bounded before anything is sent: at most MAX_RANGE_POINTS points per series (Prometheus's own limit);
+        and after: at most MAX_RANGE_SERIES series in the answer (a query not aggregated by the target label).
+        Both are PermanentErrors, as are a non-matrix answer and two series with the same label value."""
+        self.range_queries += 1
+        try:
+            grid = range_grid(start, end, step)
+        except ValueError as e:
+            raise PermanentError(self._say(f"range query {promql!r}: {e}"), provider=PROVIDER, code="bad-range") from e
+        if grid.size > MAX_RANGE_POINTS:
+            raise PermanentError(
+                self._say(f"range query {promql!r}: {grid.size:,} points per series (every {step:g} s), more than "
+                          f"{MAX_RANGE_POINTS:,}"),
+                provider=PROVIDER,
+                code="too-many-points",
+            )
+        first, last = (datetime.fromtimestamp(float(t), UTC) for t in (grid[0], grid[-1]))
+        result = self._ask(promql, lambda: self._client.custom_query_range(promql, first, last, f"{step:g}"))
+        kind = self._result_type(promql)
+        if kind != "matrix":
+            raise PermanentError(self._say(f"range query {promql!r} returned a {kind}, not a matrix"),
+                                 provider=PROVIDER, code="not-a-matrix")
+        if len(result) > MAX_RANGE_SERIES:
+            raise PermanentError(
+                self._say(f"range query {promql!r} returned {len(result):,} series, more than {MAX_RANGE_SERIES:,}; "
+                          f"aggregate it by ({by})"),
+                provider=PROVIDER,
+                code="too-many-series",
+            )
+        out: dict[str, np.ndarray] = {}
+        for series in result:
+            key = series.get("metric", {}).get(by)
+            if key is None:
+                continue
+            samples = self._samples(series, "values", promql)
+            if not isinstance(samples, list):
+                raise self._garbled(promql)
+            values = np.full(grid.size, np.nan)
+            for sample in samples:
+                try:
+                    k = round((float(sample[0]) - grid[0]) / step)
+                except (TypeError, ValueError, IndexError, OverflowError) as e:  # OverflowError: a time of Infinity
+                    raise self._garbled(promql) from e
+                if 0 <= k < grid.size:
+                    values[k] = self._float(sample, promql)
+            values[~np.isfinite(values)] = np.nan
+            if key in out:
+                # one target's series under two label sets, one after the other (a renamed recording rule): the
+                # answer is both joined; at the same instant they would be two answers for one target
+                seen = out[key]
+                both = ~np.isnan(seen) & ~np.isnan(values)
+                if both.any():
+                    self._once(out, key, promql, by)
+                values = np.where(np.isnan(seen), values, seen)
+            out[key] = values
+        log.debug("%s: %r from %.0f to %.0f every %g s: %d of %d series", self.url, promql, grid[0], grid[-1], step,
+                  len(out), len(result))
+        return out
+
+    def _ask(self, promql: str, call: Callable[[], Any]) -> Any:
+        """call()'s answer (one request), or the project error for how it failed."""
         self._answer.response = None
         try:
-            result = self._client.custom_query(promql, params={"time": f"{now:.3f}"})
+            return call()
         except PrometheusApiClientException as e:
             raise self._refused(self._answer.response, promql) from e
+        except _TooLarge as e:
+            raise PermanentError(
+                self._say(f"query {promql!r}: the answer is larger than {MAX_ANSWER_BYTES // 2**20} MiB; aggregate "
+                          "it by the target label, or ask for less history"),
+                provider=PROVIDER,
+                code="too-large",
+            ) from e
         except requests.exceptions.SSLError as e:
             # a certificate that does not verify, or TLS spoken to a plain HTTP port: retrying cannot help
             raise PermanentError(self._say(f"TLS failed: {_reason(e)}"), provider=PROVIDER, code="tls") from e
@@ -200,20 +302,6 @@ class PrometheusSource:
             raise PermanentError(
                 self._say(f"{type(e).__name__}: {_reason(e)}"), provider=PROVIDER, code=type(e).__name__
             ) from e
-        kind = self._result_type(promql)
-        if kind == "vector":
-            values = self._vector(result, promql, by)
-        elif kind == "matrix":
-            values = self._newest(result, promql, by, now)
-        else:
-            raise PermanentError(
-                self._say(f"query {promql!r} returned a {kind}; it must return a vector with label {by!r}, "
-                          f"e.g. avg by ({by}) (...)"),
-                provider=PROVIDER,
-                code="not-a-vector",
-            )
-        log.debug("%s: %r at %.3f: %d of %d series", self.url, promql, now, len(values), len(result))
-        return values
 
     def _vector(self, result: list[dict[str, Any]], promql: str, by: str) -> dict[str, float]:
         present: dict[str, float] = {}
@@ -249,7 +337,7 @@ class PrometheusSource:
             present[key] = self._float(newest, promql)
         return {key: value for key, value in present.items() if math.isfinite(value)}
 
-    def _once(self, present: dict[str, float], key: str, promql: str, by: str) -> None:
+    def _once(self, present: dict[str, Any], key: str, promql: str, by: str) -> None:
         if key in present:
             raise PermanentError(
                 self._say(f"query {promql!r} returned more than one series with {by}={key!r}; aggregate it "
@@ -314,10 +402,23 @@ class PrometheusSource:
         return text
 
     def _keep(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Keep the response, its body read here, at most MAX_ANSWER_BYTES of it (requests reads the body after
+        its response hooks; a body already read is not read again)."""
         self._answer.response = response
+        body = bytearray()
+        for chunk in response.iter_content(chunk_size=1 << 16):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                response.close()
+                raise _TooLarge
+        response._content = bytes(body)
 
     def _bearer(self) -> bool:
         return self.config.bearer_token_env is not None or self.config.bearer_token_file is not None
+
+
+class _TooLarge(Exception):
+    """An answer past MAX_ANSWER_BYTES, raised while it is read (scaler.sources.prometheus.PrometheusSource._keep)."""
 
 
 class _Bearer(AuthBase):

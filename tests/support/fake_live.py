@@ -4,25 +4,44 @@ tests; the adapters themselves are tested against real Prometheus, moto and a Ku
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from scaler.errors import PermanentError, TransientError
+from scaler.sources.base import range_grid
 from scaler.targets.base import Replicas
 
 
 @dataclass
 class FakeSource:
-    """values[query] = {label value: number}; `down` makes every query fail like a dead Prometheus."""
+    """values[query] = {label value: number}; `down` makes every query fail like a dead Prometheus.
+
+    history[query] = {label value: function of unix time} answers range queries on range_grid(start, end, step)
+    (a query without history answers no series); `ranges` records each range query asked, as (query, start, end,
+    step), and `range_down` makes them fail."""
 
     values: dict[str, dict[str, float]] = field(default_factory=dict)
     down: bool = False
     queries: int = 0
+    history: dict[str, dict[str, Callable[[float], float]]] = field(default_factory=dict)
+    range_down: bool = False
+    ranges: list[tuple[str, float, float, float]] = field(default_factory=list)
 
     def query(self, promql: str, *, by: str, now: float) -> dict[str, float]:
         self.queries += 1
         if self.down:
             raise TransientError("prometheus: connection refused", provider="prometheus", code="ConnectionError")
         return {k: v for k, v in self.values.get(promql, {}).items() if math.isfinite(v)}
+
+    def query_range(self, promql: str, *, by: str, start: float, end: float, step: float) -> dict[str, np.ndarray]:
+        self.ranges.append((promql, start, end, step))
+        if self.down or self.range_down:
+            raise TransientError("prometheus: connection refused", provider="prometheus", code="ConnectionError")
+        times = range_grid(start, end, step)
+        return {label: np.array([f(t) for t in times], dtype=float)
+                for label, f in self.history.get(promql, {}).items()}
 
 
 @dataclass
