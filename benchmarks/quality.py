@@ -42,29 +42,38 @@ from scaler.simulate.world import World, busy_scale  # noqa: E402
 COUNTS = ("Twitter_volume_", "elb_request_count", "nyc_taxi", "ec2_network_in", "nasa_http_rps", "twitter_stream_rps")
 REFUSED = {"ec2_network_in_5abac7"}  # repeats a timestamp: the loader refuses it
 
-# The settings searched: scale-down stabilization, the CPU band, the CPU window, and whether the trend
-# forecast is read. Everything else is the shipped policy's.
+# The settings searched: scale-down stabilization, the CPU band, the CPU window, and which forecast of the CPU
+# is read beside it (none, a 20-minute trend, or the daily seasonal window). Everything else is the shipped
+# policy's.
 GRID = {
     "stabilization": (60, 120, 300),
     "down": (62, 65, 68),
     "up": (76, 78, 80),
     "window": (30, 60),
-    "trend": (False, True),
+    "forecast": ("none", "trend", "seasonal r>=0.5", "seasonal r>=0.7", "seasonal r>=0.8"),
+}
+# The forecast metrics a candidate may add beside the CPU: the same query, read ahead, with the CPU's band. The
+# seasonal window is daily, read 90 s ahead, and asks from the correlation at the period given.
+FORECASTS = {
+    "trend": {"name": "cpu_trend", "window": {"type": "trend", "length": 1200, "lead": 90}},
+    **{f"seasonal r>={r}": {"name": "cpu_daily", "window": {"type": "seasonal", "period": 86400, "lead": 90,
+                                                           "min_correlation": r}}
+       for r in (0.5, 0.7, 0.8)},
 }
 
 
-def candidates(base: Policy) -> dict[tuple[float, bool], dict[str, Policy]]:
-    """The grid, grouped by state layout (CPU window length, trend on or off): each group runs as the columns
-    of one compiled run (scaler.simulate.sweep), the rest of the grid differing per column."""
-    out: dict[tuple[float, bool], dict[str, Policy]] = {}
+def candidates(base: Policy) -> dict[tuple[float, str], dict[str, Policy]]:
+    """The grid, grouped by state layout (CPU window length, forecast): each group runs as the columns of one
+    compiled run (scaler.simulate.sweep), the rest of the grid differing per column."""
+    out: dict[tuple[float, str], dict[str, Policy]] = {}
     for win in GRID["window"]:
-        for trend in GRID["trend"]:
-            group = out.setdefault((win, trend), {})
+        for forecast in GRID["forecast"]:
+            group = out.setdefault((win, forecast), {})
             for stab in GRID["stabilization"]:
                 for down in GRID["down"]:
                     for up in GRID["up"]:
-                        name = f"stab {stab}s, band {down}-{up} %, window {win}s, trend {'on' if trend else 'off'}"
-                        group[name] = variant(base, stab, down, up, win, trend)
+                        name = f"stab {stab}s, band {down}-{up} %, window {win}s, forecast {forecast}"
+                        group[name] = variant(base, stab, down, up, win, forecast)
     return out
 
 
@@ -76,19 +85,18 @@ def points(policies: dict[str, Policy], rec, world) -> dict[str, Point]:
             for k, name in enumerate(policies)}
 
 
-def variant(base: Policy, stab: float, down: float, up: float, window: float, trend: bool) -> Policy:
+def variant(base: Policy, stab: float, down: float, up: float, window: float, forecast: str) -> Policy:
+    """`base` with these settings; a forecast metric of `base` is replaced by the one asked for (or removed)."""
     doc = base.model_dump(mode="json", exclude_none=True)
     doc["behavior"]["scale_down"]["stabilization"] = stab
-    metrics = []
-    for m in doc["metrics"]:
-        if m["name"] == "cpu":
-            m.update(scale_down_below=down, scale_up_above=up)
-            m["window"]["length"] = window
-        if m["name"] == "cpu_trend":
-            if not trend:
-                continue
-            m["scale_down_below"] = down
-        metrics.append(m)
+    ours = {f["name"] for f in FORECASTS.values()}
+    metrics = [m for m in doc["metrics"] if m["name"] not in ours]
+    cpu = next(m for m in metrics if m["name"] == "cpu")
+    cpu.update(scale_down_below=down, scale_up_above=up)
+    cpu["window"]["length"] = window
+    if forecast != "none":
+        extra = {**cpu, **FORECASTS[forecast], "scale_down_below": down, "scale_up_above": up}
+        metrics.insert(1, extra)
     doc["metrics"] = metrics
     return Policy.model_validate(doc)
 

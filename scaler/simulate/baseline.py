@@ -14,7 +14,8 @@ def hpa_baseline(policy: Policy, *, v2_behavior: bool = False, cpu_target: float
     defaults instead (a 300 s scale-down window without its edge, +4 pods or +100 % per 15 s).
 
     Utilization is a resource utilization, read as a whole percent as HPA does. Latency, error-rate and
-    gauge metrics are dropped unless the policy has no utilization metric. `cpu_target` replaces the target
+    gauge metrics are dropped unless the policy has no utilization metric, and so is a metric reading the same
+    query as one before it (a forecast of that metric: HPA has none). `cpu_target` replaces the target
     of the CPU (the first utilization metric, and any reading its query): an HPA at another operating point,
     for cost/violation curves."""
     util = [m for m in policy.metrics if m.kind == MetricKind.utilization] or list(policy.metrics)
@@ -24,8 +25,11 @@ def hpa_baseline(policy: Policy, *, v2_behavior: bool = False, cpu_target: float
         moved = cpu_target is not None and m.kind == MetricKind.utilization and m.query == cpu_query
         return cpu_target if moved else m.target
 
+    first = {}
+    for m in util:
+        first.setdefault(m.query if m.query is not None else m.name, m)
     metrics = [Metric(name=m.name, query=m.query, kind=m.kind, target=target(m), window=Window(type="last"))
-               for m in util]
+               for m in first.values()]
     suffix = "" if cpu_target is None else f"-{cpu_target:g}"
     return Policy(
         name=("hpa-v2-baseline" if v2_behavior else "hpa-baseline") + suffix,

@@ -54,12 +54,14 @@ def test_a_candidate_moves_the_cpu_band_with_its_target_and_keeps_the_rest():
     web = load_policy(WEB)
     # 70 % target, band 68-80: x0.9 -> 63, 61.2-72; up x1.06 on top -> 76.32
     c = apply(web, {"target": 0.9, "up": 1.06, "down_stabilization": 900.0, "down_cooldown": 120.0})
-    cpu = c.metrics[0]
-    assert (cpu.target, cpu.scale_up_above, cpu.scale_down_below) == (63.0, 76.32, 61.2)
+    # the CPU and its daily forecast (the same query, so the same CPU) move together
+    for cpu in c.metrics[:2]:
+        assert (cpu.target, cpu.scale_up_above, cpu.scale_down_below) == (63.0, 76.32, 61.2)
+    assert c.metrics[1].window == web.metrics[1].window
     # memory is a utilization too, but not the CPU the recording replays; latency and error rate are no
     # utilization at all: all three as written
-    assert [m.name for m in c.metrics[1:]] == ["memory", "p95_latency", "error_rate"]
-    assert c.metrics[1:] == web.metrics[1:]
+    assert [m.name for m in c.metrics[2:]] == ["memory", "p95_latency", "error_rate"]
+    assert c.metrics[2:] == web.metrics[2:]
     assert (c.behavior.scale_down.stabilization, c.behavior.scale_down.cooldown) == (900.0, 120.0)
     assert c.behavior.scale_up == web.behavior.scale_up and c.panic == web.panic
 
@@ -180,8 +182,12 @@ def test_the_tuned_file_is_the_original_content_with_the_chosen_values():
     chosen = apply(web, {"target": 0.92, "down_stabilization": 900.0, "down_cooldown": 120.0})
     raw = yaml.safe_load(WEB.read_text())
     doc = tuned_document(raw, web, chosen)
-    assert doc["metrics"][0]["target"] == 64.4 and doc["metrics"][0]["scale_up_above"] == 73.6
-    assert doc["metrics"][0]["query"] == raw["metrics"][0]["query"] and doc["metrics"][1:] == raw["metrics"][1:]
+    for k in (0, 1):  # the CPU and its daily forecast
+        assert doc["metrics"][k]["target"] == 64.4 and doc["metrics"][k]["scale_up_above"] == 73.6
+        assert doc["metrics"][k]["query"] == raw["metrics"][k]["query"]
+    assert doc["metrics"][1]["window"] == raw["metrics"][1]["window"] == {
+        "type": "seasonal", "period": "1d", "lead": "90s", "min_correlation": 0.7}
+    assert doc["metrics"][2:] == raw["metrics"][2:]
     assert doc["behavior"]["scale_down"] == {**raw["behavior"]["scale_down"], "stabilization": "15m",
                                              "cooldown": "2m"}
     assert doc["interval"] == "15s" and doc["panic"] == raw["panic"] and doc["slo"] == raw["slo"]
