@@ -54,7 +54,7 @@ def test_manifests_probe_the_endpoints_and_run_unprivileged():
         assert sc["runAsNonRoot"] and sc["allowPrivilegeEscalation"] is False
     (controller,) = [d for d in deployments if d["metadata"]["name"] == "scaler"]
     assert controller["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "scaler"]
     verbs = {(res, v) for rule in role["rules"] for res in rule["resources"] for v in rule["verbs"]}
     assert ("deployments/scale", "patch") in verbs and ("deployments", "update") not in verbs
 
@@ -82,7 +82,7 @@ def test_the_cluster_role_allows_every_request_the_kubernetes_target_makes(tmp_p
             target.write(4)
         seen = list(kube.requests)
     docs = [d for d in yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text())]
-    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "scaler"]
     allowed = {(res, v) for rule in role["rules"] for res in rule["resources"] for v in rule["verbs"]}
     verb = {"GET": "get", "PATCH": "patch", "PUT": "update"}
     used = set()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from scaler.clock import FakeClock
 from scaler.errors import PermanentError
@@ -30,6 +31,7 @@ from tests.runbook.helpers import (
 from tests.runbook.test_runbook_actions import Harness
 from tests.support.fake_kube import FakeKube, path_of, replicasets_path
 
+ROOT = Path(__file__).resolve().parents[2]
 CHECKOUT = path_of("deployment", "checkout", namespace="shop")
 
 
@@ -489,3 +491,25 @@ def test_throttled_ecs_calls_are_retried(h: Harness, mocked: ClientFor, api: Ecs
     h.clients.client("ecs").meta.events.register("before-call.ecs.UpdateService", FailNTimes(2))
     assert h.run("ecs.rollback", h.new_run(), cluster="shop", service="api")["changed"] is True
     assert ecs_task_definition(mocked, api) == api.good
+
+
+def test_a_rollback_needs_only_what_the_shipped_rollback_role_grants(h: Harness, kube: FakeKube) -> None:
+    """Every request the rollback made (read, list, patch, and the rollout polls) is allowed by
+    deploy/kubernetes/rbac.yaml's scaler-rollback role; and the controller's own role grants none of the writes."""
+    kube.requests.clear()
+    undo(h, kube, h.new_run())
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "rbac.yaml").read_text()))
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
+
+    def grants(name: str) -> set[tuple[str, str]]:
+        return {(res, v) for rule in roles[name]["rules"] for res in rule["resources"] for v in rule["verbs"]}
+
+    used = set()
+    for r in kube.requests:  # /apis/apps/v1/namespaces/shop/deployments/checkout, .../namespaces/shop/replicasets
+        parts = r.path.strip("/").split("/")
+        named = len(parts) > 6
+        verb = {"GET": "get" if named else "list", "PATCH": "patch", "PUT": "update"}[r.method]
+        used.add((parts[5], verb))
+    assert {("deployments", "get"), ("deployments", "patch"), ("replicasets", "list")} <= used
+    assert used <= grants("scaler-rollback"), used - grants("scaler-rollback")
+    assert not used & {g for g in grants("scaler") if g[1] in ("patch", "update")}
