@@ -20,7 +20,7 @@ from scaler.alerts.rules import Rule, check_rules
 from scaler.aws import AwsSection
 from scaler.errors import ConfigError, Problem, ScalerError
 from scaler.runbook.service import RunbookService
-from scaler.server.http import Server, Webhook
+from scaler.server.http import Limits, Server, Webhook
 from scaler.units import PositiveSeconds, split_listen
 from scaler.yamlio import Strict, load
 
@@ -54,6 +54,28 @@ class WebhookSection(Strict):
         return self
 
 
+class LimitsSection(Strict):
+    """What a burst of alerts or a misbehaving client may cost the server (scaler.server.http.Limits; the
+    defaults are its). Bounded so a config cannot ask for an unbounded server."""
+
+    max_connections: int = Field(512, ge=1, le=65_536, description="Connections open at once; past it, 503")
+    backlog: int = Field(2048, ge=1, le=65_535, description="Connections the kernel queues before they are "
+                         "accepted (Linux caps it at net.core.somaxconn)")
+    header_timeout: PositiveSeconds = Field(5.0, le=300, description="A request's headers must arrive within "
+                                            "this, seconds; else 408")
+    body_timeout: PositiveSeconds = Field(10.0, le=300, description="The webhook body must arrive within this "
+                                          "once the headers are in, seconds; else 408")
+    keep_alive: PositiveSeconds = Field(5.0, le=300, description="An idle keep-alive connection is closed "
+                                        "after this, seconds")
+    dispatch_threads: int = Field(4, ge=1, le=64, description="Threads that parse, validate and dispatch "
+                                  "webhook bodies")
+    graceful_shutdown: PositiveSeconds = Field(5.0, le=300, description="On stop, requests in flight get this "
+                                               "long to finish, seconds")
+
+    def limits(self) -> Limits:
+        return Limits(**self.model_dump())
+
+
 class ServeConfig(Strict):
     """The `scaler serve` config. Relative paths are relative to the config file's directory."""
 
@@ -66,6 +88,7 @@ class ServeConfig(Strict):
     http_timeout: PositiveSeconds = Field(5.0, description="Timeout of runbook HTTP actions, seconds")
     workers: int = Field(4, ge=1, le=64, description="Runs that may start at the same time")
     triggers: list[Rule] = Field(default_factory=list, description="Alert-to-runbook rules, first match wins")
+    limits: LimitsSection = Field(default_factory=LimitsSection, description="The server's limits (docs/serving.md)")
 
     @field_validator("listen")
     @classmethod
@@ -166,7 +189,7 @@ def serving(cfg: ServeConfig, token: str, *, source: str | Path = "serve config"
     hook = Webhook(token=token, submit=dispatcher.submit, path=cfg.webhook.path,
                    max_body_bytes=cfg.webhook.max_body_bytes)
     try:
-        server = Server(registry=registry, host=host, port=port, webhook=hook, ready=ready)
+        server = Server(registry=registry, host=host, port=port, webhook=hook, ready=ready, limits=cfg.limits.limits())
     except OSError as e:
         dispatcher.close()
         raise ScalerError(f"cannot listen on {listen or cfg.listen}: {e.strerror or e}") from e

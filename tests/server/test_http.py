@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +20,8 @@ from scaler.alerts.dispatch import Dispatcher, TriggerMetrics
 from scaler.alerts.rules import Rule
 from scaler.cli.serve import serve
 from scaler.errors import ConfigError
-from scaler.server.http import Server, Webhook
-from scaler.server.serve import load_serve_config
+from scaler.server.http import Limits, Server, Webhook
+from scaler.server.serve import LimitsSection, load_serve_config, serving
 from tests.support.fake_runbooks import FakeRunbookService
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -379,3 +380,47 @@ def test_rules_must_fit_their_runbooks_before_serving(tmp_path: Path, monkeypatc
     assert result.exit_code == 2, result.output
     assert str(path) in result.output and message in result.output
     assert "listening" not in result.output
+
+
+# -- limits from the serve config -------------------------------------------------------------------------
+
+
+def test_the_serve_configs_limits_default_to_the_servers_own():
+    assert LimitsSection().limits() == Limits()
+
+
+def test_limits_in_the_serve_config_reach_the_running_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1 s header deadline from the config: a client that sends half a request line is answered 408 after about
+    a second, where the default would wait 5."""
+    monkeypatch.setenv("TEST_SCALER_TOKEN", TOKEN)
+    text = GOOD + "limits: {header_timeout: 1s, max_connections: 64, dispatch_threads: 2}\n"
+    cfg, token = load_serve_config(_config(tmp_path, text))
+    assert cfg.limits.limits() == Limits(header_timeout=1.0, max_connections=64, dispatch_threads=2)
+    with serving(cfg, token) as up:
+        assert up.server.limits == cfg.limits.limits()
+        with socket.create_connection((up.server.host, up.server.port), timeout=10) as s:
+            started = time.monotonic()
+            s.sendall(b"GET /healthz HT")
+            s.settimeout(10)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+            waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408") and 0.5 <= waited < 4, (answer[:80], waited)
+
+
+@pytest.mark.parametrize(
+    ("limits", "field"),
+    [("{max_connections: 0}", "limits.max_connections"), ("{header_timeout: 1h}", "limits.header_timeout"),
+     ("{dispatch_threads: 1000}", "limits.dispatch_threads"), ("{backlog: -1}", "limits.backlog"),
+     ("{keep_alive: 0s}", "limits.keep_alive"), ("{max_conections: 5}", "limits.max_conections")],
+    ids=["no-connections", "header-deadline-an-hour", "too-many-threads", "negative-backlog", "no-keep-alive", "typo"],
+)
+def test_limits_out_of_bounds_are_a_config_error_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: str, field: str
+) -> None:
+    monkeypatch.setenv("TEST_SCALER_TOKEN", TOKEN)
+    path = _config(tmp_path, GOOD + f"limits: {limits}\n")
+    with pytest.raises(ConfigError) as e:
+        load_serve_config(path)
+    assert str(path) in str(e.value) and field in str(e.value)
