@@ -15,7 +15,7 @@ from typing import Any
 from scaler import retry
 from scaler.aws import AwsClients, classify
 from scaler.clock import Clock
-from scaler.errors import PermanentError, TransientError
+from scaler.errors import PermanentError, ScalerError, TransientError
 from scaler.runbook.actions.base import HttpResponse
 from scaler.runbook.audit import AuditLog
 from scaler.runbook.errors import StepTimeout
@@ -24,6 +24,8 @@ from scaler.runbook.redact import Redactor
 from scaler.units import format_duration
 
 log = logging.getLogger("scaler.runbook")
+
+REGIONLESS = ("http", "kubernetes")  # audited calls that are not made in an AWS region
 _TOKENS = uuid.UUID("6c1f3e2a-8d0b-4f57-9a51-2f4b7c0d9e13")  # namespace for client tokens
 
 # Redirects one request follows at most (urllib's own bound, kept): the 11th is not followed.
@@ -138,7 +140,7 @@ class StepContext:
             run_id=self.run_id,
             step=self.step_id,
             phase=self.phase,
-            region=(self.region or self.env.clients.settings.region) if service != "http" else None,
+            region=(self.region or self.env.clients.settings.region) if service not in REGIONLESS else None,
             service=service,
             operation=operation,
             args=dict(args),
@@ -197,6 +199,34 @@ class StepContext:
             return result
 
         return self._retrying(once, f"{service}.{operation}")
+
+    def call(
+        self,
+        service: str,
+        operation: str,
+        fn: Callable[[], Any],
+        /,
+        *,
+        args: Mapping[str, Any],
+        classify: Callable[[Exception], ScalerError],
+        describe: Callable[[Any], Mapping[str, Any]] | None = None,
+    ) -> Any:
+        tries = 0
+
+        def once() -> Any:
+            nonlocal tries
+            tries += 1
+            try:
+                answer = fn()
+            except Exception as e:  # what the provider's client raises; `classify` sorts it
+                err = classify(e)
+                self._audit(service, operation, args, tries,
+                            error={"code": err.code, "transient": err.transient, "message": str(err)})
+                raise err from e
+            self._audit(service, operation, args, tries, result=dict(describe(answer)) if describe else {})
+            return answer
+
+        return self._retrying(once, f"{service} {operation}")
 
     def http(
         self,

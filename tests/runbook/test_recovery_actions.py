@@ -3,6 +3,7 @@ re-run (as after a crash), refusals, waiting on the run's clock, outputs for und
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -435,12 +436,29 @@ def test_undo_times_out_naming_what_it_waited_for(h: Harness, kube: FakeKube) ->
 
 
 def test_each_request_is_retried_on_429_and_5xx(h: Harness, kube: FakeKube) -> None:
-    for path in (CHECKOUT, replicasets_path("shop")):
-        kube.fail(path, 429, times=2)
+    # the run's call_retry (here 3 tries) governs Kubernetes requests as it does AWS calls
+    kube.fail(CHECKOUT, 429, times=1)
     kube.fail(CHECKOUT, 503, times=1)
-    out = undo(h, kube, h.new_run())
+    kube.fail(replicasets_path("shop"), 429, times=2)
+    run = h.new_run()
+    out = undo(h, kube, run)
     assert out["changed"] is True
     assert len([r for r in kube.requests_to(CHECKOUT) if r.method == "PATCH"]) == 1
+    # every request is in the audit trail as AWS calls are: each try, the refusals with their code
+    calls = [json.loads(line) for line in h.env.audit.path.read_text().splitlines()]
+    calls = [c for c in calls if c.get("event") == "call" and c.get("run_id") == run]
+    assert calls and {c["service"] for c in calls} == {"kubernetes"} and all(c["region"] is None for c in calls)
+    gets = [c for c in calls if c["operation"] == "get deployment"]
+    assert [c["attempt"] for c in gets[:3]] == [1, 2, 3]
+    assert [c["error"]["code"] for c in gets[:2]] == ["TooManyRequests", "ServiceUnavailable"]
+    assert all(c["error"]["transient"] for c in gets[:2])
+    assert set(gets[2]["result"]) == {"name", "resourceVersion", "generation"}
+    assert gets[2]["result"]["name"] == "checkout"
+    assert gets[2]["args"] == {"namespace": "shop", "name": "checkout"}
+    (listed,) = [c for c in calls if c["operation"] == "list replicasets" and "result" in c]
+    assert listed["result"]["items"] == 2
+    (patched,) = [c for c in calls if c["operation"] == "patch deployment"]
+    assert patched["args"] == {"namespace": "shop", "name": "checkout"} and "body" not in json.dumps(patched["args"])
 
 
 def test_a_second_rollback_is_seen_as_one(h: Harness, kube: FakeKube) -> None:

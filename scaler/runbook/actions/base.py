@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from scaler.clock import Clock
+from scaler.errors import ScalerError
 from scaler.runbook.records import ProviderCall
 from scaler.yamlio import Strict
 
@@ -54,6 +55,21 @@ class ActionContext(Protocol):
         retry: bool = True,
     ) -> HttpResponse:
         """An HTTP request (JSON body if given). check=True raises on non-2xx (429/5xx transient)."""
+
+    def call(
+        self,
+        service: str,
+        operation: str,
+        fn: Callable[[], Any],
+        /,
+        *,
+        args: Mapping[str, Any],
+        classify: Callable[[Exception], ScalerError],
+        describe: Callable[[Any], Mapping[str, Any]] | None = None,
+    ) -> Any:
+        """fn(), a call to a provider without a boto3 client (the Kubernetes API): audited as `service` and
+        `operation` with `args` (and describe(answer), if given), retried when transient as aws() is, its
+        errors classified by `classify`."""
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """compute() once per run and step, stored durably: a re-run after a crash gets the first answer."""

@@ -10,7 +10,6 @@ from typing import Any
 
 from pydantic import Field
 
-from scaler import retry
 from scaler.errors import PermanentError
 from scaler.kube import PROVIDER, KubeSettings, classify, client_module, new_api_client
 from scaler.runbook.actions.base import Action, ActionContext, Inputs, call, read
@@ -36,8 +35,6 @@ KEEP = frozenset(
     }
 )
 JSON_PATCH = "application/json-patch+json"
-# Each API request is retried on 429, 5xx and no answer, as AWS calls are (the runbook's call_retry defaults).
-CALLS = retry.RetryPolicy(attempts=5, initial=0.2, max_delay=5.0, jitter=0.02)
 
 
 class KubeInputs(Inputs):
@@ -75,19 +72,17 @@ class Apps:
         self.client.close()
 
     def _call(self, what: str, method: Callable[..., Any], **args: Any) -> Any:
+        """One API request through the run's context: audited (service "kubernetes", the request named by
+        `what`, its arguments but not a patch's body), retried on 429, 5xx and no answer as AWS calls are."""
+
         def once() -> Any:
-            try:
-                answer = method(_request_timeout=self.inputs.request_timeout, _preload_content=False, **args)
-                return json.loads(answer.data)
-            except Exception as e:  # ApiException, urllib3 and socket errors, a body that is not JSON
-                raise classify(e, f"{self.where}: {what}") from e
+            answer = method(_request_timeout=self.inputs.request_timeout, _preload_content=False, **args)
+            return json.loads(answer.data)  # a body that is not JSON is classified as the API's errors are
 
-        def note(n: int, error: BaseException, delay: float) -> None:
-            self.ctx.log(f"{what} try {n} failed ({error}); retrying in {delay:.2f}s")
-
-        return retry.call(
-            once, policy=CALLS, sleep=self.ctx.sleep, deadline=self.ctx.deadline, now=self.ctx.clock.now, on_retry=note
-        )
+        told = {"namespace": self.inputs.namespace, **{k: v for k, v in args.items() if k not in ("body",
+                                                                                                "_content_type")}}
+        return self.ctx.call(PROVIDER, what, once, args=told, classify=lambda e: classify(e, f"{self.where}: {what}"),
+                             describe=_described)
 
     def deployment(self) -> dict[str, Any]:
         return self._call(
@@ -122,6 +117,16 @@ class Apps:
             body=body,
             _content_type=JSON_PATCH,
         )
+
+
+def _described(answer: Any) -> dict[str, Any]:
+    """What the audit line keeps of an answer: the object's name and resourceVersion, or a list's length."""
+    if isinstance(answer, Mapping):
+        if isinstance(answer.get("items"), list):
+            return {"items": len(answer["items"])}
+        meta = answer.get("metadata") or {}
+        return {k: meta[k] for k in ("name", "resourceVersion", "generation") if k in meta}
+    return {}
 
 
 def revision(obj: Mapping[str, Any]) -> int | None:
