@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from scaler.appendfile import append_synced
+from scaler.appendfile import append_synced, warn_if_shared
 
 
 class DecisionLog:
@@ -18,6 +18,7 @@ class DecisionLog:
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        warn_if_shared(self.path, "the decision audit log")
         self._lock = threading.Lock()
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from scaler.appendfile import append_synced
+from scaler.appendfile import append_synced, warn_if_shared
 from scaler.clock import Clock
 from scaler.runbook.redact import Redactor
 
@@ -19,6 +19,7 @@ class AuditLog:
     def __init__(self, path: str | Path, *, clock: Clock) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        warn_if_shared(self.path, "the runbook audit trail")
         self.clock = clock
         self._lock = threading.Lock()
 

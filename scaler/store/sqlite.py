@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from scaler.appendfile import warn_if_shared
 from scaler.clock import Clock, SystemClock
 from scaler.errors import PermanentError, ProviderError, TransientError
 from scaler.store.base import StoreConfig, StoreContext
@@ -43,11 +44,13 @@ def create_private(path: Path) -> None:
 
     SQLite would create it 0644 (less the umask), readable by every local user, and it gives the -wal and
     -shm files next to it the database file's own mode, so creating this one first covers all three. An
-    empty file is an empty database to SQLite. An existing file keeps the mode an operator may have chosen.
+    empty file is an empty database to SQLite. An existing file keeps the mode an operator may have chosen,
+    with a warning when other users may read it.
     """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        warn_if_shared(path, "the SQLite file")
         return
     os.close(fd)
 
