@@ -157,6 +157,7 @@ def test_a_name_that_is_a_path_is_refused_and_nothing_outside_is_touched(tmp_pat
 def test_a_journal_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     journal = tmp_path / "journal.db"
     journal.write_bytes(b"not a database at all, " * 200)
+    journal.chmod(0o600)  # (a file others may read is warned about first: tests/test_private_files.py)
     result = cli("status", "--journal", str(journal))
     assert result.exit_code == 2
     assert result.output.strip() == f"error: journal {journal}: file is not a database"
