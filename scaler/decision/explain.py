@@ -160,7 +160,7 @@ def _seasonal(m, v: Values, i: int) -> tuple[str, bool]:
         if math.isnan(corr):
             why = "no correlation at the period yet (it needs about 1.5 periods of history)"
         elif corr < floor:
-            why = f"correlation {corr:.2f} < {floor:g}"
+            why = f"correlation {_down(corr, floor)} < {floor:g}"
         elif math.isnan(at("season")):
             why = "no bucket a period ago to read"
         else:  # the level ratio: no recent bucket pairs with one a period ago, or idle then and busy now
@@ -169,7 +169,14 @@ def _seasonal(m, v: Values, i: int) -> tuple[str, bool]:
     room = at("headroom")
     extra = f" + headroom {_num(room)}" if w.headroom_q is not None else ""
     return (f" (seasonal {_num(at('season'))} a period ago x level {at('level_ratio'):.4g}{extra} = "
-            f"{_num(v.smoothed[i])}; correlation {corr:.2f} >= {floor:g})"), True
+            f"{_num(v.smoothed[i])}; correlation {_down(corr, floor)} >= {floor:g})"), True
+
+
+def _down(corr: float, floor: float) -> str:
+    """A correlation rounded down to the threshold's decimals (at least two), so the comparison printed beside it
+    reads true: 0.6996 against 0.7 is '0.69 < 0.7', never '0.70 < 0.7'."""
+    digits = max(2, len(f"{floor:g}".partition(".")[2]))
+    return f"{math.floor(corr * 10**digits + 1e-9) / 10**digits:.{digits}f}"  # (0.29 x 100 is 28.999...)
 
 
 def chain(policy: Policy, v: Values) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from scaler.decision import explain as explain_module
 from scaler.decision.decide import decide
 from scaler.decision.explain import Values, explain
 from scaler.decision.params import params_of
@@ -377,7 +378,8 @@ def test_explain_tells_the_forecast_with_numbers_that_multiply_out():
             # four significant digits each: the product and sum hold to about a part in a thousand
             assert season * ratio + room == pytest.approx(smoothed, rel=2e-3), line
             assert smoothed == pytest.approx(d.smoothed[1, j], rel=1e-3)
-            assert corr == pytest.approx(d.steps.correlation[1, j], abs=0.005) and corr >= 0.5
+            # printed rounded down, so the comparison beside it reads true
+            assert 0 <= d.steps.correlation[1, j] - corr < 0.01 + 1e-9 and corr >= 0.5
             # and the ask it made is on the line, from that smoothed value
             assert f"ceil(4 x {smoothed:g} / 70)" in line, line
             told += 1
@@ -423,3 +425,13 @@ def test_explain_says_which_number_a_silent_seasonal_metric_lacks():
     d, lines = seen["02:08:30"]
     assert d.steps.no_opinion[1, 0] and np.isnan(d.steps.season[1, 0]) and d.steps.correlation[1, 0] > 0.9
     assert "no opinion: no bucket a period ago to read): asks nothing" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("corr", "floor", "shown"),
+    [(0.6996, 0.7, "0.69"), (0.7, 0.7, "0.70"), (0.29, 0.29, "0.29"), (-0.123, 0.5, "-0.13"), (0.7549, 0.755, "0.754"),
+     (0.755, 0.755, "0.755")],
+)
+def test_the_correlation_is_printed_rounded_down_so_its_comparison_reads_true(corr, floor, shown):
+    assert explain_module._down(corr, floor) == shown
+    assert (float(shown) >= floor) == (corr >= floor)
