@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field
 
@@ -80,3 +81,17 @@ def split_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"expected host:port with a port 0-65535, got {value!r}")
     return host.strip("[]"), int(port)
+
+
+def api_base(url: str) -> str:
+    """An HTTP API's base URL as a config may give it: http(s) with a host, no credentials (a URL ends up in logs
+    and error messages, and they would too), no query or fragment, and no trailing slash (a client appending
+    "/api/v1/query" would make it "//api/v1/query"). ValueError saying which rule it breaks."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("put credentials in basic_auth or bearer_token_*, not in the URL")
+    if parts.query or parts.fragment:
+        raise ValueError("the URL must not have a query string or fragment")
+    return url.strip().rstrip("/")

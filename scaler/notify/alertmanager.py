@@ -9,7 +9,6 @@ import base64
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -26,7 +25,7 @@ from scaler.notify.base import (
     read_secret,
     tls_context,
 )
-from scaler.units import PositiveSeconds
+from scaler.units import PositiveSeconds, api_base
 
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 Key = tuple[tuple[str, str], ...]
@@ -58,15 +57,7 @@ class AlertmanagerConfig(ChannelConfig):
     @field_validator("url")
     @classmethod
     def _api_base(cls, url: str) -> str:
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL with a host, got {url!r}")
-        if parts.username is not None or parts.password is not None:
-            # a URL ends up in logs and error messages; credentials in it would too
-            raise ValueError("put credentials in basic_auth or bearer_token_*, not in the URL")
-        if parts.query or parts.fragment:
-            raise ValueError("the URL must not have a query string or fragment")
-        return url.strip().rstrip("/")
+        return api_base(url)
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertmanagerConfig:

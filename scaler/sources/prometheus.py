@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import numpy as np
 import requests
@@ -24,7 +23,7 @@ from urllib3.util.retry import Retry
 from scaler import secrets
 from scaler.errors import ConfigError, PermanentError, Problem, TransientError
 from scaler.sources.base import SourceConfig, SourceContext, range_grid
-from scaler.units import PositiveSeconds
+from scaler.units import PositiveSeconds, api_base
 from scaler.yamlio import Strict
 
 log = logging.getLogger(__name__)
@@ -102,16 +101,7 @@ class PrometheusConfig(SourceConfig):
     @field_validator("url")
     @classmethod
     def _api_base(cls, url: str) -> str:
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL with a host, got {url!r}")
-        if parts.username is not None or parts.password is not None:
-            # a URL ends up in logs and error messages; credentials in it would too
-            raise ValueError("put credentials in basic_auth or bearer_token_*, not in the URL")
-        if parts.query or parts.fragment:
-            raise ValueError("the URL must not have a query string or fragment")
-        # the client appends "/api/v1/query"; a trailing slash would make it "//api/v1/query"
-        return url.strip().rstrip("/")
+        return api_base(url)
 
     @field_validator("headers")
     @classmethod
