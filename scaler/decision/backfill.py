@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scaler.decision.kernel.backfill import fill_ewma, fill_ring
+from scaler.decision.kernel.backfill import fill_ewma, fill_noise, fill_ring
 from scaler.decision.kernel.codes import EWMA, LAST, SEASONAL, TREND, UTILIZATION
 from scaler.decision.kernel.seasonal import fill_seasonal
 from scaler.decision.params import Params
@@ -46,6 +46,7 @@ def spans(params: Params, now: float) -> list[Span | None]:
 
     A ringed window (mean, max, percentile, trend) needs as many samples as it has slots, one interval apart,
     the newest one interval before now (a 20-minute trend at 15 s: 80 samples from now - 20 min to now - 15 s);
+    a max with noisy_length at least the ticks its noise means still weigh (EWMA_REACH);
     an EWMA the samples that still weigh in (EWMA_REACH); a seasonal window one sample in each closed bucket of
     the last two periods, at a step of the bucket (a week of 5-minute buckets: 4,032, where 15 s would be
     80,640, more than a range query may ask for).
@@ -64,6 +65,11 @@ def spans(params: Params, now: float) -> list[Span | None]:
         if kind == EWMA:
             alpha = float(params.alpha[i])
             count = 1 if alpha >= 1 else int(math.ceil(math.log(EWMA_REACH) / math.log(1.0 - alpha)))
+        elif params.noise_alpha[i] > 0:
+            # a noisy max: its ring, and the ticks its noise means still weigh (30 minutes' reach: 826 ticks)
+            alpha = float(params.noise_alpha[i])
+            reach = 1 if alpha >= 1 else int(math.ceil(math.log(EWMA_REACH) / math.log(1.0 - alpha)))
+            count = max(slots, reach)
         elif kind == LAST or slots <= 1:
             out.append(None)
             continue
@@ -93,6 +99,7 @@ def fill(params: Params, state: State, metric: int, times: np.ndarray, values: n
     ready = np.asarray(ready, dtype=np.float64)
     serving = np.ascontiguousarray(np.where(ready > 0, ready, np.nan))
     load = int(params.kind[i]) == UTILIZATION and kind != LAST
+    noisy = bool(params.noise_alpha[i] > 0)
     if kind == SEASONAL:
         fill_seasonal(float(params.bucket[i]), int(params.buckets[i]), int(params.level[i]),
                       float(params.headroom_q[i]), int(params.changes[i]), float(now),
@@ -100,8 +107,12 @@ def fill(params: Params, state: State, metric: int, times: np.ndarray, values: n
                       np.empty(max(1, slots)))
     elif kind == EWMA:
         fill_ewma(block, float(params.alpha[i]), xs, load, serving)
-    elif kind != LAST and slots > 1:
+    elif kind != LAST and (slots > 1 or noisy):
         before = block.copy()
+        if noisy:
+            # the means move on from the newest sample the ring held, as the next tick would have
+            newest = np.ascontiguousarray(block[(int(out.heads[i]) - 1) % slots])
+            fill_noise(out.sums[i], float(params.noise_alpha[i]), newest, xs, load, serving)
         out.heads[i] = fill_ring(block, int(out.heads[i]), slots, xs, load, serving)
         # A target the history has nothing for keeps the samples it had, in order behind the new head: the
         # ring moved on for the others, and an empty history is not a run of missing samples.

@@ -22,6 +22,7 @@ import numpy as np
 from scaler.decision.kernel.codes import MAX_SIGNAL_RATIO
 from scaler.decision.reasons import Reason, describe
 from scaler.policy.model import MetricKind, Policy
+from scaler.units import format_duration
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,14 @@ class Values:
     level_ratio: list[float] = field(default_factory=list)
     headroom: list[float] = field(default_factory=list)
     no_opinion: list[bool] = field(default_factory=list)
+    # a max window with noisy_length: the mean change over the mean level it compared (NaN for the others)
+    noise: list[float] = field(default_factory=list)
 
     @classmethod
     def of(cls, steps, observed: np.ndarray, current: np.ndarray, j: int) -> Values:
         """Target j of a decision's steps (scaler.decision.kernel.tick.Outputs, arrays (..., targets))."""
         per_metric = ("smoothed", "asks", "ask_ratio", "ask_base", "correlation", "season", "level_ratio", "headroom",
-                      "no_opinion")
+                      "no_opinion", "noise")
         fields = {name: (getattr(steps, name)[:, j].tolist() if name in per_metric else float(getattr(steps, name)[j]))
                   for name in steps._fields if name != "reasons"}
         return cls(current=float(current[j]), observed=np.asarray(observed)[:, j].tolist(),
@@ -126,6 +129,8 @@ def explain(policy: Policy, v: Values) -> str:
             if not asked:
                 parts.append(text)
                 continue
+        elif m.window.noisy_length is not None and i < len(v.noise):
+            text += _noisy(m, v.noise[i], s)
         elif m.window.type != "last":
             text += f" (smoothed {_num(s)})"
         if not math.isnan(s):
@@ -170,6 +175,27 @@ def _seasonal(m, v: Values, i: int) -> tuple[str, bool]:
     extra = f" + headroom {_num(room)}" if w.headroom_q is not None else ""
     return (f" (seasonal {_num(at('season'))} a period ago x level {at('level_ratio'):.4g}{extra} = "
             f"{_num(v.smoothed[i])}; correlation {_down(corr, floor)} >= {floor:g})"), True
+
+
+def _noisy(m, noise: float, smoothed: float) -> str:
+    """A max window with noisy_length, with the span it read and why: ' (max of the last 5m: changes average
+    52.1 % of the level > 10 %; smoothed 93)'. The share is rounded away from the threshold (up when above it,
+    down when not), so the comparison printed reads true."""
+    w = m.window
+    above = w.effective_noisy_above
+    if noise != noise:
+        return f" (max of the last {format_duration(w.length)}: noise not measured yet; smoothed {_num(smoothed)})"
+    noisy = noise > above
+    pct = noise * 100
+    shown = math.ceil(pct * 10) / 10 if noisy else math.floor(pct * 10 + 1e-9) / 10
+    if noisy and shown <= above * 100:  # a hair above the threshold that rounds onto it
+        shown += 0.1
+    shown_text = "changes on a level of 0" if math.isinf(noise) else f"{shown:.1f} %"
+    span = format_duration(w.noisy_length if noisy else w.length)
+    if math.isinf(noise):
+        return f" (max of the last {span}: {shown_text}; smoothed {_num(smoothed)})"
+    return (f" (max of the last {span}: changes average {shown_text} of the level "
+            f"{'>' if noisy else '<='} {above * 100:g} %; smoothed {_num(smoothed)})")
 
 
 def _down(corr: float, floor: float) -> str:

@@ -75,6 +75,9 @@ class Params(NamedTuple):
     min_corr: np.ndarray  # seasonal: the correlation at the period it asks from
     headroom_q: np.ndarray  # seasonal: percentile of the tick-to-tick changes added (0 without: changes is then 0)
     changes: np.ndarray  # int64 seasonal: tick-to-tick changes kept for the headroom (0: none)
+    short: np.ndarray  # int64 max with noisy_length: slots read while not noisy (slots: the noisy span)
+    noise_alpha: np.ndarray  # max with noisy_length: weight of a new tick in the noise means (0: no noise rule)
+    noise_above: np.ndarray  # max with noisy_length: noisy above this mean change over mean level
     tol_down: float
     tol_up: float
     min: float
@@ -136,6 +139,9 @@ def params_of(policy: Policy) -> Params:
         min_corr=f([w.min_corr for w in windows], dtype=float),
         headroom_q=f([w.headroom_q for w in windows], dtype=float),
         changes=f([w.changes for w in windows], dtype=np.int64),
+        short=f([w.short for w in windows], dtype=np.int64),
+        noise_alpha=f([w.noise_alpha for w in windows], dtype=float),
+        noise_above=f([w.noise_above for w in windows], dtype=float),
         tol_down=float(policy.tolerance.down),
         tol_up=float(policy.tolerance.up),
         min=float(policy.replicas.min),
@@ -215,11 +221,13 @@ class WindowParams(NamedTuple):
     min_corr: float = 0.0  # seasonal: asks from this correlation at the period
     headroom_q: float = 0.0  # seasonal: percentile of the tick-to-tick changes added (0 without: no changes kept)
     changes: int = 0  # seasonal: tick-to-tick changes kept for the headroom (30 min at 15 s: 120)
+    short: int = 1  # max with noisy_length: slots read while not noisy (`length`); else slots
+    noise_alpha: float = 0.0  # max with noisy_length: weight of a new tick in the noise means; 0: no noise rule
+    noise_above: float = 0.0  # max with noisy_length: noisy above this mean change over mean level
 
 
 def window_params(window: Window, interval: float) -> WindowParams:
     """`window` at this tick interval."""
-    ringed = window.type in ("mean", "max", "percentile", "trend")
     if window.type == "seasonal":
         # Its block: two periods of buckets, the running figures, then the changes (a day of 5-minute buckets
         # with a 30-minute headroom at 15 s: 576 + 8 + 120 = 704 rows).
@@ -237,14 +245,20 @@ def window_params(window: Window, interval: float) -> WindowParams:
             headroom_q=float(window.headroom_q) if window.headroom_q is not None else 0.0,
             changes=window.changes(interval),
         )
+    slots = window.slots(interval)
+    noisy = window.noisy_length is not None
     return WindowParams(
         kind=WINDOWS[window.type],
-        slots=max(1, int(math.ceil(window.length / interval))) if ringed else 1,
+        slots=slots,
         # A half-life of h seconds at interval i: after h/i ticks an old sample weighs half.
         # 30 s half-life at 15 s ticks -> alpha = 1 - 0.5**(15/30) = 0.293.
         alpha=1.0 - 0.5 ** (interval / window.effective_half_life) if window.type == "ewma" else 1.0,
         q=window.effective_q,
         lead=window.effective_lead if window.type == "trend" else 0.0,
+        # the noise means reach back about noise_span: a tick weighs interval / span (15 s over 30 min: 1/120)
+        short=max(1, int(math.ceil(window.length / interval))) if noisy else slots,
+        noise_alpha=min(1.0, interval / window.effective_noise_span) if noisy else 0.0,
+        noise_above=float(window.effective_noisy_above) if noisy else 0.0,
     )
 
 

@@ -65,6 +65,11 @@ def _trend(params: Params) -> np.ndarray:
     return (params.window == TREND) & (params.slots > 1)
 
 
+def _noisy(params: Params) -> np.ndarray:
+    """Per metric: a max window with noisy_length, whose noise means the state keeps."""
+    return params.noise_alpha > 0
+
+
 def encode(policy: Policy, state: State, targets: Sequence[str]) -> bytes:
     """`state` for `targets` (its columns, in order) as bytes."""
     params = params_of(policy)
@@ -86,12 +91,13 @@ def encode(policy: Policy, state: State, targets: Sequence[str]) -> bytes:
         "heads": heads,
     }
     arrays: dict[str, np.ndarray] = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
-    trend = _trend(params)
+    trend, noisy = _trend(params), _noisy(params)
     for i, (start, slots) in enumerate(zip(params.ring_start, params.slots, strict=True)):
         arrays[f"smooth{i}"] = state.rings[start:start + slots]
         # A trend window's running sums: kept so a restart fits exactly the same line as the ticks before
-        # it (unless the window adds them up afresh on its next tick anyway).
-        if trend[i] and not state.resync[i]:
+        # it (unless the window adds them up afresh on its next tick anyway). A noisy max's means, so a
+        # restart reads as far back as before it.
+        if (trend[i] and not state.resync[i]) or noisy[i]:
             arrays[f"smooth{i}_sums"] = state.sums[i]
     for r, (start, slots) in enumerate(zip(params.panic_start, params.panic_slots, strict=True)):
         arrays[f"panic{r}"] = state.panic_rings[start:start + slots]
@@ -196,7 +202,9 @@ def _check(policy: Policy, params: Params, header: dict[str, Any], arrays: dict[
     for name in ("last_up", "last_change", "panic_until"):
         want[name] = ((n,), np.float64)
     want["blind"] = ((n,), np.int64)
-    optional = {f"smooth{i}_sums": ((2, n), np.float64) for i, w in enumerate(params.window) if w == TREND}
+    # Running sums or noise means may be saved for any window: one that keeps none now (a noisy max made
+    # plain) reads its ring as before and ignores them.
+    optional = {f"smooth{i}_sums": ((2, n), np.float64) for i in range(len(params.window))}
     missing, extra = sorted(set(want) - set(arrays)), sorted(set(arrays) - set(want) - set(optional))
     if missing or extra:
         raise _Unreadable(f"arrays missing {missing}, unexpected {extra}")

@@ -20,7 +20,7 @@ from scaler.decision.kernel.history import history_extreme, period_sum
 from scaler.decision.kernel.proposals import propose_row
 from scaler.decision.kernel.seasonal import seasonal_row
 from scaler.decision.kernel.single import clamp_all, legacy_all, precheck_all, stabilize_all
-from scaler.decision.kernel.windows import smooth_row
+from scaler.decision.kernel.windows import noisy_max_row, smooth_row
 from scaler.decision.params import KINDS, SELECTS, WindowParams, fit_coefficients, rules, window_params
 from scaler.policy.model import Behavior, Direction, MetricKind, Tolerance, Window
 
@@ -87,12 +87,14 @@ class History:
 class SmoothState:
     """One window's ring (slots, targets) and the slot it writes next; a trend window's running sums; a seasonal
     window's numbers of its last step (`seasonal`: correlation, season, level_ratio, headroom, no_opinion, each
-    (targets,), as scaler.decision.kernel.tick.Outputs names them)."""
+    (targets,), as scaler.decision.kernel.tick.Outputs names them); a noisy max's means (`sums`: mean change,
+    mean level) and the ratio its last step compared (`noise`)."""
 
     ring: np.ndarray
     head: int
     sums: np.ndarray | None = None
     seasonal: dict[str, np.ndarray] | None = None
+    noise: np.ndarray | None = None  # a max window with noisy_length: the noise its last step compared
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,12 @@ class Smoother:
                          parts["level_ratio"], parts["headroom"], parts["no_opinion"], np.empty(max(1, w.slots)))
             head = (state.head + 1) % w.changes if w.changes > 0 else 0
             return value, SmoothState(ring=ring, head=head, seasonal=parts)
+        if w.noise_alpha > 0:
+            sums = np.full((2, n), np.nan) if state.sums is None else np.array(state.sums, order="C", copy=True)
+            noise = np.empty(n)
+            noisy_max_row(ring, state.head, w.slots, w.short, w.noise_alpha, w.noise_above, sums, x, False,
+                          np.ones(n), value, noise, np.empty(n))
+            return value, SmoothState(ring=ring, head=(state.head + 1) % w.slots, sums=sums, noise=noise)
         trend = w.kind == TREND and w.slots > 1
         resync = trend and (state.sums is None or state.head == w.slots - 1)
         sums = (np.full((2, n), np.nan) if state.sums is None else np.array(state.sums, order="C", copy=True)) \

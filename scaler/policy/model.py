@@ -141,7 +141,28 @@ class Window(Section):
         "`level` to the forecast, a headroom for short-term noise in the metric's unit (e.g. 95); default none",
     )
 
-    @field_validator("length", "lead")
+    noisy_length: Seconds | None = Field(
+        None,
+        description="max only: while the metric is noisy (its changes from one tick to the next average more "
+        "than `noisy_above` of its level), read the highest sample of this longer span instead of `length`, "
+        "e.g. 5m (HPA's own scale-down window). A reading that swings every tick is covered at its recent peak "
+        "rather than chased: a scale-up decided after a one-tick peak comes too late for it. A source sampled "
+        "coarser than the interval repeats its value between samples and is never noisy. Default: none",
+    )
+    noisy_above: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="max with noisy_length: the mean tick-to-tick change, as a share of the mean level, above "
+        "which the metric is noisy (default 0.25; request counts of a few dozen per tick stay below it, a "
+        "handful per tick is above: see docs/decisions.md)",
+    )
+    noise_span: Seconds | None = Field(
+        None,
+        description="max with noisy_length: how far back both means reach (exponentially weighted, default 30m)",
+    )
+
+    @field_validator("length", "lead", "noisy_length", "noise_span")
     @classmethod
     def _lengths(cls, seconds: float | None) -> float | None:
         return None if seconds is None else _at_most_a_day(seconds)
@@ -156,6 +177,7 @@ class Window(Section):
             raise ValueError("lead applies only to type: trend or seasonal")
         if self.type == "ewma" and self.half_life == 0:
             raise ValueError("half_life must be greater than 0")
+        self._check_noisy()
         seasonal = ("period", "bucket", "level", "min_correlation", "headroom_q")
         if self.type != "seasonal":
             given = [name for name in seasonal if getattr(self, name) is not None]
@@ -165,6 +187,22 @@ class Window(Section):
             return self
         self._check_seasonal()
         return self
+
+    def _check_noisy(self) -> None:
+        """noisy_length and its two settings: a max window's, longer than its length."""
+        given = [name for name in ("noisy_length", "noisy_above", "noise_span") if getattr(self, name) is not None]
+        if not given:
+            return
+        if self.type != "max":
+            raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to type: max")
+        if self.noisy_length is None:
+            raise ValueError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} noisy_length, the span "
+                             "read while the metric is noisy")
+        if self.noisy_length <= self.length:
+            raise ValueError(f"noisy_length ({_duration(self.noisy_length)}) must be longer than length "
+                             f"({_duration(self.length)})")
+        if self.noise_span is not None and self.noise_span <= 0:
+            raise ValueError("noise_span must be greater than 0")
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
@@ -212,6 +250,8 @@ class Window(Section):
         (a day of 5-minute buckets with a 30-minute headroom at 15 s: 576 + 120)."""
         if self.type == "seasonal":
             return self.buckets + self.changes(interval)
+        if self.noisy_length is not None:
+            return max(1, int(math.ceil(self.noisy_length / interval)))
         return max(1, int(math.ceil(self.length / interval))) if self.ringed else 1
 
     @property
@@ -230,6 +270,14 @@ class Window(Section):
     @property
     def effective_half_life(self) -> float:
         return self.half_life if self.half_life is not None else max(self.length / 2, 1e-9)
+
+    @property
+    def effective_noisy_above(self) -> float:
+        return self.noisy_above if self.noisy_above is not None else 0.25
+
+    @property
+    def effective_noise_span(self) -> float:
+        return self.noise_span if self.noise_span is not None else 1800.0
 
     @property
     def effective_q(self) -> float:
@@ -490,13 +538,14 @@ class Policy(Section):
         """A message for each window that would keep more than MAX_WINDOW_SLOTS samples at this interval (a
         seasonal window: its headroom's tick-to-tick changes; its buckets are checked by the window itself),
         or whose buckets are shorter than a tick."""
-        windows = [(f"metrics[{i}].window.length", m.window) for i, m in enumerate(self.metrics)
-                   if m.window.type != "seasonal"]
+        windows = [(f"metrics[{i}].window.{'length' if m.window.noisy_length is None else 'noisy_length'}",
+                    m.window) for i, m in enumerate(self.metrics) if m.window.type != "seasonal"]
         if self.panic is not None:
             windows.append(("panic.window", Window(type="mean", length=self.panic.window)))
         every = _duration(self.interval)
         out = [
-            f"{where}: {_duration(w.length)} at an interval of {every} is {w.slots(self.interval):,} samples "
+            f"{where}: {_duration(w.noisy_length or w.length)} at an interval of {every} is "
+            f"{w.slots(self.interval):,} samples "
             f"per target, more than {MAX_WINDOW_SLOTS:,} (shorten the window or lengthen the interval)"
             for where, w in windows
             if w.slots(self.interval) > MAX_WINDOW_SLOTS

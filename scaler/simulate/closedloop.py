@@ -236,3 +236,4 @@ def _keep(rows, k, o):
     rows.level_ratio[k] = o.level_ratio
     rows.headroom[k] = o.headroom
     rows.no_opinion[k] = o.no_opinion
+    rows.noise[k] = o.noise

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scaler.decision.kernel.tick import SEASONAL_OUTPUTS, Outputs, outputs
+from scaler.decision.kernel.tick import WINDOW_OUTPUTS, Outputs, outputs
 from scaler.decision.params import params_of
 from scaler.decision.state import initial_state
 from scaler.errors import DataError, Problem
@@ -373,7 +373,7 @@ def timeline(ticks: int, m: int, n: int, *, detail: bool = False, shared: bool =
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
-    per_metric = {"smoothed", "asks", "ask_ratio", "ask_base", *SEASONAL_OUTPUTS}
+    per_metric = {"smoothed", "asks", "ask_ratio", "ask_base", *WINDOW_OUTPUTS}
     always = {"smoothed", "desired", "reasons"}
     types = {"reasons": np.int64, "no_opinion": np.bool_}
     decisions = Outputs(**{

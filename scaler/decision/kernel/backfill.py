@@ -36,3 +36,23 @@ def fill_ewma(ring, alpha, xs, load, serving):
             s = x if prev != prev else prev + alpha * (x - prev)
             if x == x:
                 ring[0, j] = s
+
+
+@njit(cache=CACHE, error_model="numpy")
+def fill_noise(sums, alpha, newest, xs, load, serving):
+    """A noisy max's two means (sums[0] mean absolute tick-to-tick change, sums[1] mean level) moved on over the
+    samples from history, oldest first, as its ticks would (scaler.decision.kernel.windows.noisy_max_row): the
+    first change from `newest`, the sample its ring held last (as kept: x serving for a utilization window;
+    NaN for none), then between samples next to each other only."""
+    for j in range(xs.shape[1]):
+        before = newest[j]
+        for k in range(xs.shape[0]):
+            x = xs[k, j] * serving[j] if load else xs[k, j]
+            if x == x:
+                level = sums[1, j]
+                sums[1, j] = x if level != level else level + alpha * (x - level)
+                if before == before:
+                    d = abs(x - before)
+                    change = sums[0, j]
+                    sums[0, j] = d if change != change else change + alpha * (d - change)
+            before = x

@@ -41,7 +41,7 @@ from scaler.decision.kernel.codes import (
 from scaler.decision.kernel.history import history_extreme, history_extreme_cols
 from scaler.decision.kernel.proposals import ABOVE, ALL_MISSING, ANY_MISSING, NOT_BELOW, _ceil, propose_cols
 from scaler.decision.kernel.seasonal import seasonal_row
-from scaler.decision.kernel.windows import panic_row, smooth_row
+from scaler.decision.kernel.windows import noisy_max_row, panic_row, smooth_row
 
 # isort: split
 from numba import njit  # after the cache module, which settles where numba caches
@@ -73,10 +73,14 @@ class Outputs(NamedTuple):
     level_ratio: np.ndarray  # the recent level over the level one period before
     headroom: np.ndarray  # the noise headroom added, in the metric's unit (0 without headroom_q)
     no_opinion: np.ndarray  # bool: the window asked nothing (no pattern, or not enough history yet)
+    # A max window with noisy_length (metrics, targets), NaN in the other rows: the mean tick-to-tick change over
+    # the mean level it compared with noisy_above (scaler.decision.kernel.windows.noisy_max_row).
+    noise: np.ndarray
 
 
-SEASONAL_OUTPUTS = ("correlation", "season", "level_ratio", "headroom", "no_opinion")
-"""The Outputs only a seasonal window writes; the other windows' rows stay as `outputs` made them."""
+WINDOW_OUTPUTS = ("correlation", "season", "level_ratio", "headroom", "no_opinion", "noise")
+"""The per-metric Outputs only some windows write (seasonal; a max with noisy_length); the other windows' rows
+stay as `outputs` made them."""
 
 
 def outputs(metrics: int, targets: int) -> Outputs:
@@ -86,7 +90,8 @@ def outputs(metrics: int, targets: int) -> Outputs:
     return Outputs(smoothed=e2(), asks=e2(), ask_ratio=e2(), ask_base=e2(), raw=e1(), low=e1(), high=e1(),
                    stabilized=e1(), up_limit=e1(), down_limit=e1(), limited=e1(), desired=e1(),
                    reasons=np.empty(targets, dtype=np.int64), correlation=nan2(), season=nan2(),
-                   level_ratio=nan2(), headroom=nan2(), no_opinion=np.zeros((metrics, targets), dtype=np.bool_))
+                   level_ratio=nan2(), headroom=nan2(), no_opinion=np.zeros((metrics, targets), dtype=np.bool_),
+                   noise=nan2())
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -105,7 +110,7 @@ def tick(p, s, observed, current, ready, now, o):
     if wide and cols != n:
         raise ValueError("the policies side by side have another number of columns than there are targets")
     scratch = np.empty(max(1, p.slots.max()))
-    count = np.empty(n)
+    count = np.empty(n)  # scratch of the mean and max windows
     serving = np.empty(n)
     for j in range(n):
         serving[j] = ready[j] if ready[j] > 0 else math.nan
@@ -118,6 +123,9 @@ def tick(p, s, observed, current, ready, now, o):
                          p.lead[i], now, s.rings[a:a + p.slots[i]], s.heads[i], observed[i], load, serving,
                          o.smoothed[i], o.correlation[i], o.season[i], o.level_ratio[i], o.headroom[i],
                          o.no_opinion[i], scratch)
+        elif p.noise_alpha[i] > 0:
+            noisy_max_row(s.rings[a:a + p.slots[i]], s.heads[i], p.slots[i], p.short[i], p.noise_alpha[i],
+                          p.noise_above[i], s.sums[i], observed[i], load, serving, o.smoothed[i], o.noise[i], count)
         else:
             smooth_row(p.window[i], p.slots[i], p.alpha[i], p.q[i], p.interval, p.lead[i], p.fit_p[i], p.fit_q[i],
                        s.rings[a:a + p.slots[i]], s.heads[i], s.sums[i], s.resync[i], observed[i], load, serving,

@@ -1,4 +1,5 @@
-"""Smoothing windows (last, EWMA, mean, max, percentile, trend) compiled, each over every target of one metric.
+"""Smoothing windows (last, EWMA, mean, max, percentile, trend; a max that reads further back while the metric is
+noisy) compiled, each over every target of one metric.
 
 Each window kind has its own loop over the targets, chosen once per metric and tick; inside a loop there
 are no calls that take arrays (each would cost reference counting per target). A utilization window
@@ -64,6 +65,57 @@ def _mean_max_row(highest, ring, head, slots, xs, load, serving, out, count):
     for j in range(n):
         x = xs[j] * serving[j] if load else xs[j]
         value = out[j] if highest else (out[j] / count[j] if count[j] > 0 else math.nan)
+        if x != x:
+            value = math.nan  # this tick's sample is missing: no data, whatever the window holds
+        out[j] = value / serving[j] if load else value
+
+
+@njit(cache=CACHE, error_model="numpy")
+def noisy_max_row(ring, head, slots, short, alpha, above, sums, xs, load, serving, out, noise, span):
+    """A max window that reads further back while the metric is noisy: the highest sample present of the last
+    `short` slots, or of all `slots` while the mean tick-to-tick change is more than `above` x the mean level.
+
+    Both means are exponentially weighted (a new tick weighs `alpha`) and kept in `sums`: row 0 the mean
+    absolute change from the previous tick's sample, row 1 the mean level. A utilization window measures its
+    load (value x serving), so adding replicas is not noise. A source sampled coarser than the interval
+    repeats its value between samples, so its mean change stays a small share of its level. `noise` gets
+    each target's mean change over its mean level (NaN until both are known); `span` is scratch.
+    Slot after slot over all targets, as the plain max.
+    """
+    n = xs.shape[0]
+    prev = (head - 1 + slots) % slots
+    noisy = False
+    for j in range(n):
+        x = xs[j] * serving[j] if load else xs[j]
+        before = ring[prev, j]
+        ring[head, j] = x
+        if x == x:
+            level = sums[1, j]
+            sums[1, j] = x if level != level else level + alpha * (x - level)
+            if before == before:
+                d = abs(x - before)
+                change = sums[0, j]
+                sums[0, j] = d if change != change else change + alpha * (d - change)
+        change, level = sums[0, j], sums[1, j]
+        ratio = math.nan
+        if change == change and level == level:
+            ratio = change / level if level > 0 else (0.0 if change == 0 else math.inf)
+        noise[j] = ratio
+        span[j] = slots if ratio > above else short
+        noisy = noisy or ratio > above
+        out[j] = math.nan
+    # the short span for every target, then the rest of the ring for the noisy ones (if any)
+    for k in range(slots if noisy else short):
+        slot = (head - k + slots) % slots
+        for j in range(n):
+            if k >= span[j]:
+                continue
+            v = ring[slot, j]
+            if v == v and (out[j] != out[j] or v > out[j]):
+                out[j] = v
+    for j in range(n):
+        x = xs[j]
+        value = out[j]
         if x != x:
             value = math.nan  # this tick's sample is missing: no data, whatever the window holds
         out[j] = value / serving[j] if load else value
