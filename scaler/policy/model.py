@@ -147,7 +147,8 @@ class Window(Section):
         "than `noisy_above` of its level), read the highest sample of this longer span instead of `length`, "
         "e.g. 5m (HPA's own scale-down window). A reading that swings every tick is covered at its recent peak "
         "rather than chased: a scale-up decided after a one-tick peak comes too late for it. A source sampled "
-        "coarser than the interval repeats its value between samples and is never noisy. Default: none",
+        "coarser than the interval repeats its value between samples, so its changes stay a small share of its "
+        "level. Default: none",
     )
     noisy_above: float | None = Field(
         None,
