@@ -39,7 +39,8 @@ class WorldState(NamedTuple):
 
 class Totals(NamedTuple):
     """Per target, summed over the ticks; per seasonal window and target, its latest correlation and how often
-    it asked (filled when the arrays are (metrics, targets); a caller that needs neither leaves them empty)."""
+    it asked, and per noisy max how often it was noisy (filled when the arrays are (metrics, targets); a caller
+    that needs none of it leaves them empty)."""
 
     replica_hours: np.ndarray
     violation_seconds: np.ndarray  # SLO breached
@@ -47,7 +48,8 @@ class Totals(NamedTuple):
     scale_ups: np.ndarray  # int64
     scale_downs: np.ndarray  # int64
     peak_replicas: np.ndarray
-    asked: np.ndarray = np.zeros((0, 0), dtype=np.int64)  # (metrics, targets) ticks a seasonal window asked
+    # (metrics, targets) ticks a seasonal window asked, or a max with noisy_length read its long span
+    asked: np.ndarray = np.zeros((0, 0), dtype=np.int64)
     correlation: np.ndarray = np.zeros((0, 0))  # (metrics, targets) its correlation at the period, the latest
 
 
@@ -183,6 +185,10 @@ def run_chunk(p, w, k0, times, load, gauges, replayed, s, ws, totals, tl, record
                         if not o.no_opinion[i, j] and o.smoothed[i, j] == o.smoothed[i, j]:
                             totals.asked[i, j] += 1
                         totals.correlation[i, j] = o.correlation[i, j]
+                elif p.noise_alpha[i] > 0:
+                    for j in range(n):
+                        if o.noise[i, j] > p.noise_above[i]:
+                            totals.asked[i, j] += 1
         requests[k % d] = desired
         # what it cost and how the world fared this tick
         for j in range(n):

@@ -128,9 +128,9 @@ class Result:
     peak_replicas: np.ndarray
     timeline: Timeline | None = None
     notes: list[str] = field(default_factory=list)
-    # (targets, metrics), for a seasonal window's row: the ticks it asked, and its latest correlation at the period
-    # (0 and NaN in the other windows' rows)
-    seasonal_asked: np.ndarray | None = None
+    # (targets, metrics): a seasonal window's ticks asked and its latest correlation at the period; a max with
+    # noisy_length: its ticks noisy (reading its long span); 0 and NaN in the other windows' rows
+    window_ticks: np.ndarray | None = None
     seasonal_correlation: np.ndarray | None = None
 
     def summary(self) -> dict:
@@ -147,14 +147,22 @@ class Result:
             for i, t in enumerate(self.targets)
         }
         for i, m in enumerate(self.policy.metrics):
-            if m.window.type != "seasonal" or self.seasonal_asked is None or self.seasonal_correlation is None:
+            if m.window.type != "seasonal" or self.window_ticks is None or self.seasonal_correlation is None:
                 continue
             for k, t in enumerate(self.targets):
                 corr = float(self.seasonal_correlation[k, i])
                 per_target[t].setdefault("seasonal", {})[m.name] = {
                     "correlation": round(corr, 4) if math.isfinite(corr) else None,
-                    "asked_ticks": int(self.seasonal_asked[k, i]),
-                    "asked_share": round(float(self.seasonal_asked[k, i]) / max(len(self.times), 1), 4),
+                    "asked_ticks": int(self.window_ticks[k, i]),
+                    "asked_share": round(float(self.window_ticks[k, i]) / max(len(self.times), 1), 4),
+                }
+        for i, m in enumerate(self.policy.metrics):
+            if m.window.noisy_length is None or self.window_ticks is None:
+                continue
+            for k, t in enumerate(self.targets):
+                per_target[t].setdefault("noisy", {})[m.name] = {
+                    "noisy_ticks": int(self.window_ticks[k, i]),
+                    "noisy_share": round(float(self.window_ticks[k, i]) / max(len(self.times), 1), 4),
                 }
         return {
             "policy": self.policy.name,
@@ -254,12 +262,32 @@ def run(
         notes.append(f"{', '.join(demand.absent)}: not in the recording, so absent by design: left out of "
                      f"{policy.name}'s decisions (the live loop reads it)")
     seasonal = [i for i, mm in enumerate(policy.metrics) if mm.window.type == "seasonal"]
-    notes += [seasonal_note(policy.metrics[i], asked[i], corr[i], ticks) for i in seasonal]
+    noisy = [i for i, mm in enumerate(policy.metrics) if mm.window.noisy_length is not None]
+    notes += window_notes(policy, asked, corr, ticks)
+    counted = bool(seasonal or noisy)
     return Result(policy=policy, targets=tuple(targets), times=demand.times, world=world, demand=demand,
                   replica_hours=hours, slo_violation_seconds=violation, no_data_seconds=no_data,
                   scale_ups=ups, scale_downs=downs, peak_replicas=peak, timeline=tl, notes=notes,
-                  seasonal_asked=np.ascontiguousarray(asked.T) if seasonal else None,
-                  seasonal_correlation=np.ascontiguousarray(corr.T) if seasonal else None)
+                  window_ticks=np.ascontiguousarray(asked.T) if counted else None,
+                  seasonal_correlation=np.ascontiguousarray(corr.T) if counted else None)
+
+
+def window_notes(policy: Policy, asked: np.ndarray, corr: np.ndarray, ticks: int) -> list[str]:
+    """One note per seasonal window, then one per max with noisy_length, from the (metrics, targets) counts."""
+    ms = policy.metrics
+    return ([seasonal_note(ms[i], asked[i], corr[i], ticks) for i, m in enumerate(ms) if m.window.type == "seasonal"]
+            + [noisy_note(ms[i], asked[i], ticks) for i, m in enumerate(ms) if m.window.noisy_length is not None])
+
+
+def noisy_note(metric, noisy: np.ndarray, ticks: int) -> str:
+    """'cpu: max window (30s; 5m while noisy: changes above 25 % of the level): noisy on 97 % of ticks'."""
+    w = metric.window
+    shares = noisy / max(ticks, 1)
+    share = float(noisy.sum()) / max(ticks * noisy.size, 1)
+    spread = f" (per target {100 * shares.min():.0f} % to {100 * shares.max():.0f} %)" if noisy.size > 1 else ""
+    return (f"{metric.name}: max window ({format_duration(w.length)}; {format_duration(w.noisy_length)} while noisy: "
+            f"changes above {100 * w.effective_noisy_above:g} % of the level): noisy on {100 * share:.0f} % of "
+            f"ticks{spread}")
 
 
 def seasonal_note(metric, asked: np.ndarray, corr: np.ndarray, ticks: int) -> str:

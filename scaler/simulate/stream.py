@@ -19,7 +19,7 @@ from scaler.errors import DataError
 from scaler.policy.model import Policy
 from scaler.recordings.model import Recording, check_grid, narrowed
 from scaler.simulate.closedloop import Timeline
-from scaler.simulate.replay import Demand, Result, demand_for, seasonal_note, simulate
+from scaler.simulate.replay import Demand, Result, demand_for, simulate, window_notes
 from scaler.simulate.world import World
 
 BLOCK_CELLS = 1 << 21
@@ -132,12 +132,14 @@ def joined(parts: Sequence[Result]) -> Result:
         value = getattr(first, f.name)
         if isinstance(value, np.ndarray) and value.shape[:1] == (len(first.targets),):
             changes[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
-    if first.seasonal_asked is not None:
-        # The notes on the seasonal windows (run() puts them last, one per window) tell every block's targets.
-        seasonal = [i for i, m in enumerate(first.policy.metrics) if m.window.type == "seasonal"]
-        asked, corr = changes["seasonal_asked"], changes["seasonal_correlation"]
-        changes["notes"] = first.notes[:len(first.notes) - len(seasonal)] + [
-            seasonal_note(first.policy.metrics[i], asked[:, i], corr[:, i], len(first.times)) for i in seasonal]
+    if first.window_ticks is not None:
+        # The notes on the seasonal and noisy windows (run() puts them last, one per window) tell every block's
+        # targets.
+        ms = first.policy.metrics
+        counted = sum(1 for m in ms if m.window.type == "seasonal" or m.window.noisy_length is not None)
+        asked, corr = changes["window_ticks"], changes["seasonal_correlation"]
+        changes["notes"] = first.notes[:len(first.notes) - counted] + window_notes(
+            first.policy, np.ascontiguousarray(asked.T), np.ascontiguousarray(corr.T), len(first.times))
     return replace(first, **changes)
 
 

@@ -95,12 +95,12 @@ def test_the_note_says_what_the_seasonal_window_found(seasonal_run):
     median, low, high, share = (float(g) for g in m.groups())
     corr = seasonal_run.seasonal_correlation[:, 1]
     assert (median, low, high) == (round(float(np.median(corr)), 2), round(corr.min(), 2), round(corr.max(), 2))
-    assert share == round(100 * seasonal_run.seasonal_asked[:, 1].sum() / (3 * len(seasonal_run.times)))
+    assert share == round(100 * seasonal_run.window_ticks[:, 1].sum() / (3 * len(seasonal_run.times)))
 
 
 def test_a_policy_without_a_seasonal_window_reports_as_before(rec):
     r = simulate(policy(), rec, World())
-    assert r.seasonal_asked is None and r.seasonal_correlation is None
+    assert r.window_ticks is None and r.seasonal_correlation is None
     summary = r.summary()
     assert all(set(summary["targets"][t]) == TOTALS for t in TARGETS)
     assert not any("seasonal" in n for n in r.notes)
@@ -111,7 +111,7 @@ def test_a_seasonal_window_that_never_asks_changes_no_decision(rec, seasonal_run
     the decisions are those of the policy without it (no opinion holds nothing back and asks for nothing)."""
     plain = simulate(policy(), rec, World())
     silent = simulate(policy(seasonal={"min_correlation": 1.0}), rec, World())
-    assert (silent.seasonal_asked[:, 1] == 0).all()
+    assert (silent.window_ticks[:, 1] == 0).all()
     np.testing.assert_array_equal(silent.timeline.desired, plain.timeline.desired)
     np.testing.assert_array_equal(silent.timeline.reasons, plain.timeline.reasons)
     # asking, it does change them
@@ -129,7 +129,7 @@ def test_before_two_days_it_has_not_asked(rec):
         step=STEP,
     )
     r = simulate(policy(seasonal={}), short, World())
-    assert (r.seasonal_asked[:, 1] == 0).all() and np.isnan(r.seasonal_correlation[:, 1]).all()
+    assert (r.window_ticks[:, 1] == 0).all() and np.isnan(r.seasonal_correlation[:, 1]).all()
     daily = r.summary()["targets"]["a"]["seasonal"]["cpu_daily"]
     assert daily == {"correlation": None, "asked_ticks": 0, "asked_share": 0.0}
     (note,) = [n for n in r.notes if n.startswith("cpu_daily:")]
@@ -147,7 +147,7 @@ def test_a_fleet_replayed_in_blocks_reports_its_seasonal_figures_as_in_one_go(re
     ticks = len(seasonal_run.times)
     run = stream.replay([policy(seasonal={})], rec, World(), sink=Discard(), block_cells=ticks)  # a target a block
     (blocks,) = run.results
-    np.testing.assert_array_equal(blocks.seasonal_asked, seasonal_run.seasonal_asked)
+    np.testing.assert_array_equal(blocks.window_ticks, seasonal_run.window_ticks)
     np.testing.assert_array_equal(blocks.seasonal_correlation, seasonal_run.seasonal_correlation)
     assert blocks.summary()["targets"] == seasonal_run.summary()["targets"]
     assert blocks.notes == seasonal_run.notes
@@ -156,7 +156,7 @@ def test_a_fleet_replayed_in_blocks_reports_its_seasonal_figures_as_in_one_go(re
 def test_targets_split_across_processes_report_their_seasonal_figures_as_in_one(rec, seasonal_run):
     daily, world = policy(seasonal={}), World()
     split = run(daily, demand_for(daily, rec, world), world, targets=TARGETS, workers=2)
-    np.testing.assert_array_equal(split.seasonal_asked, seasonal_run.seasonal_asked)
+    np.testing.assert_array_equal(split.window_ticks, seasonal_run.window_ticks)
     np.testing.assert_array_equal(split.seasonal_correlation, seasonal_run.seasonal_correlation)
     assert split.notes == seasonal_run.notes
 
