@@ -41,6 +41,9 @@ class LoopMetrics:
                                   "Unix time of the last tick whose every metric query succeeded", ["policy"],
                                   registry=r)
         self.leader = Gauge("scaler_leader", "1 while this controller holds the lease and may write", registry=r)
+        self.noise = Gauge("scaler_window_noise", "A max window with noisy_length: its mean tick-to-tick change "
+                           "over its mean level; above the window's noisy_above it reads its long span",
+                           ["policy", "target", "metric"], registry=r)
         self.health = Gauge("scaler_health_rule_firing", "1 while a health rule fires for a target",
                             ["rule", "policy", "target"], registry=r)
         self.health_events = Counter("scaler_health_events_total", "Health-rule events", ["rule", "status"],

@@ -89,18 +89,25 @@ class Telemetry:
     def decision(self, policy: str, metric_names: Sequence[str], now: float, decision: Decision,
                  outcomes: Sequence[TargetOutcome], events: Sequence[HealthEvent]) -> None:
         """The decision's gauges and reason counts, and its audit-log lines."""
+        noise = decision.steps.noise
+        noisy = [i for i in range(len(metric_names)) if np.isfinite(noise[i]).any()]  # noisy max windows measured
         if self.metrics:
             self.metrics.count_reasons(policy, decision.reasons)
-            for o in outcomes:
+            for j, o in enumerate(outcomes):
                 if o.current is not None:
                     self.metrics.current.labels(policy=policy, target=o.label).set(o.current)
                     self.metrics.ready.labels(policy=policy, target=o.label).set(o.ready)
                 self.metrics.desired.labels(policy=policy, target=o.label).set(o.desired)
+                for i in noisy:
+                    if np.isfinite(noise[i, j]):
+                        self.metrics.noise.labels(policy=policy, target=o.label, metric=metric_names[i]).set(
+                            float(noise[i, j]))
         if self.decisions is None:
             return
         stamp = datetime.fromtimestamp(now, UTC).isoformat()
         observed, smoothed = _columns(decision.observed), _columns(decision.smoothed)
         proposal, stabilized = _columns(decision.proposal[None])[0], _columns(decision.stabilized[None])[0]
+        shares = _columns(noise)
         reasons = describe_all(decision.reasons)
         records = [{
             "ts": stamp, "event": "decision", "policy": policy, "target": o.label, "id": o.id,
@@ -109,6 +116,7 @@ class Telemetry:
             "observed": {n: observed[i][j] for i, n in enumerate(metric_names)},
             "smoothed": {n: smoothed[i][j] for i, n in enumerate(metric_names)},
             "proposal": proposal[j], "stabilized": stabilized[j],
+            **({"noise": {metric_names[i]: shares[i][j] for i in noisy}} if noisy else {}),
             **({"error": o.error} if o.error else {}),
         } for j, o in enumerate(outcomes)]
         records += [{"ts": stamp, "event": f"health.{e.status}", "rule": e.rule.name, "policy": e.policy,

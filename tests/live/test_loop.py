@@ -361,3 +361,31 @@ def test_readings_at_the_edges_of_the_range_are_data():
     # a: 0 % CPU and no errors ask for 1; b: every request failing (1.0) is a reading, and it scales b up
     assert a.writes == [1] and b.writes and b.writes[0] > 5
     assert not any(t.reasons & Reason.NO_DATA for t in report.targets)
+
+
+
+def test_a_noisy_max_reports_its_noise_on_metrics_and_in_the_audit_log(tmp_path):
+    """A max window with noisy_length: its noise figure (mean change over mean level) per target is a gauge and a
+    field of each decision record, from the decision's own numbers; a policy without one has neither."""
+    registry = CollectorRegistry()
+    log = DecisionLog(tmp_path / "decisions.jsonl")
+    noisy = {**CPU, "window": {"type": "max", "length": "30s", "noisy_length": "5m"}}
+    loop, g, source, _, clock = setup(policy(metrics=[noisy]), [FakeTarget("a", 4), FakeTarget("b", 4)], log=log)
+    loop.telemetry.metrics = LoopMetrics(registry)
+    for k in range(6):  # a swings between 20 and 60 % every tick, b holds 60 % (in its band: 4 replicas)
+        source.values["cpu"] = {"a": 20.0 if k % 2 else 60.0, "b": 60.0}
+        report = loop.tick(g)
+        clock.advance(15)
+    last = {r["target"]: r for r in read_tail(tmp_path / "decisions.jsonl", 2)}
+    gauge = {t: registry.get_sample_value("scaler_window_noise", {"policy": "p", "target": t, "metric": "cpu"})
+             for t in ("a", "b")}
+    assert gauge["a"] == report.decision.steps.noise[0, 0] and gauge["a"] > 0.25 and gauge["b"] == 0.0
+    assert last["a"]["noise"] == {"cpu": round(gauge["a"], 6)} and last["b"]["noise"] == {"cpu": 0.0}
+
+    plain = CollectorRegistry()
+    loop, g, *_ = setup(cpu={"a": 50}, targets=[FakeTarget("a")], log=DecisionLog(tmp_path / "plain.jsonl"))
+    loop.telemetry.metrics = LoopMetrics(plain)
+    loop.tick(g)
+    (rec,) = read_tail(tmp_path / "plain.jsonl")
+    assert "noise" not in rec
+    assert plain.get_sample_value("scaler_window_noise", {"policy": "p", "target": "a", "metric": "cpu"}) is None
