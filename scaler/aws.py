@@ -61,15 +61,32 @@ class AwsSection(Strict):
         return AwsSettings(region=self.region, endpoint_url=self.endpoint_url, profile=self.profile)
 
 
-def client_config(settings: AwsSettings) -> Config:
+CALL_TIMEOUTS = (1.0, 2.0, 3.0, 5.0, 10.0)
+"""The shorter socket timeouts a call may get to fit a deadline (a client is kept per timeout used, so the set is
+small): the longest of these that fits the time left, unless the settings' own timeout fits."""
+
+
+def call_timeout(settings: AwsSettings, within: float | None) -> float:
+    """The read timeout of a call that must end within `within` seconds (None: no deadline): the settings' own
+    (15 s) if it fits, else the longest of CALL_TIMEOUTS that fits, and never below 1 s. 4.2 s left -> 3 s."""
+    if within is None or within >= settings.read_timeout:
+        return settings.read_timeout
+    fitting = [t for t in CALL_TIMEOUTS if t <= within and t < settings.read_timeout]
+    return max(fitting) if fitting else min(1.0, settings.read_timeout)
+
+
+def client_config(settings: AwsSettings, timeout: float | None = None) -> Config:
     """botocore retries off (one HTTP send per call) so the caller's tenacity policy owns every retry.
 
     `total_max_attempts: 1` is the setting that really means one send; `max_attempts: 1` still retries once.
+    `timeout` (a call_timeout) bounds both connecting and each read, so a region that takes connections and never
+    answers costs a call that much, not the default 15 s.
     """
+    read = settings.read_timeout if timeout is None else timeout
     return Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
+        connect_timeout=min(settings.connect_timeout, read),
+        read_timeout=read,
     )
 
 
@@ -78,15 +95,18 @@ class AwsClients:
 
     def __init__(self, settings: AwsSettings | None = None) -> None:
         self.settings = settings or AwsSettings()
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple, Any] = {}
         self._lock = threading.Lock()
         self._session: boto3.session.Session | None = None
 
-    def client(self, service: str, region: str | None = None) -> Any:
-        """The client for `service` in `region` (default: the settings' region)."""
+    def client(self, service: str, region: str | None = None, *, within: float | None = None) -> Any:
+        """The client for `service` in `region` (default: the settings' region), whose calls end within `within`
+        seconds if given (see call_timeout; one client is kept per timeout)."""
         region = region or self.settings.region
+        timeout = call_timeout(self.settings, within)
+        key = (service, region) if timeout == self.settings.read_timeout else (service, region, timeout)
         with self._lock:
-            found = self._clients.get((service, region))
+            found = self._clients.get(key)
             if found is None:
                 # A boto3 Session is not thread-safe, so creating clients happens under the lock.
                 if self._session is None:
@@ -95,9 +115,9 @@ class AwsClients:
                     service,
                     region_name=region,
                     endpoint_url=self.settings.endpoint_url,
-                    config=client_config(self.settings),
+                    config=client_config(self.settings, timeout),
                 )
-                self._clients[(service, region)] = found
+                self._clients[key] = found
             return found
 
 

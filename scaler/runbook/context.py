@@ -169,16 +169,18 @@ class StepContext:
     # -- ActionContext ------------------------------------------------------------------------------
 
     def aws(self, service: str, operation: str, /, **args: Any) -> dict[str, Any]:
-        method = getattr(self.env.clients.client(service, self.region), operation, None)
-        if method is None:
+        if getattr(self.env.clients.client(service, self.region), operation, None) is None:
             raise PermanentError(f"{service} has no operation {operation}", provider=service, code="UnknownOperation")
         tries = 0
 
         def once() -> dict[str, Any]:
             nonlocal tries
             tries += 1
+            # Each try's client times out within the step's time left: a region that takes connections and never
+            # answers costs a best-effort step its deadline, not botocore's 15 s per call.
+            client = self.env.clients.client(service, self.region, within=self.deadline - self.clock.now())
             try:
-                result = method(**args)
+                result = getattr(client, operation)(**args)
             except Exception as e:  # botocore raises many types; classify() sorts them by code
                 err = classify(e, provider=service)
                 self._audit(

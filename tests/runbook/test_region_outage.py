@@ -159,3 +159,31 @@ def test_cli_run_through_the_outage_as_an_operator_would(
     assert all(" skipped " in lines[sid] for sid in TAKE_DOWN), shown.output
     assert all(f"warning: {sid}: " in shown.output for sid in PUT_UP), shown.output
     assert "SECRET-hook-token-123" not in shown.output + done.stdout.decode() + done.stderr.decode()
+
+
+def test_a_primary_that_never_answers_costs_each_best_effort_step_its_deadline(
+        tmp_path: Path, outage: Outage, server_client: ClientFor, server_world: World, web: Web) -> None:
+    """The primary region takes every connection and never answers (the proxy holds each call for up to a minute):
+    each try's socket times out within the step's time left, so the two best-effort steps cost about their 5 s
+    deadlines, not botocore's 15 s read timeout per call. A real process on real time."""
+    outage.fail(PRIMARY, mode="hang")
+    params = failover_params(server_world, web, health_interval="200ms")
+    args = [sys.executable, "-m", "scaler", "runbook", "run", "region-failover", "--runbooks", str(RUNBOOKS),
+            "--journal", str(tmp_path / "journal.db"), "--endpoint-url", outage.url, "--region", PRIMARY,
+            "--why", "INC-2: us-east-1 hangs", "--json", *[a for k, v in params.items() for a in ("-p", f"{k}={v}")]]
+    t0 = time.monotonic()
+    done = subprocess.run(args, env=os.environ | CREDENTIALS, capture_output=True, timeout=120, check=False)
+    took = time.monotonic() - t0
+    assert done.returncode == 0, done.stderr.decode() + done.stdout.decode()
+    run = json.loads(done.stdout)
+    assert run["status"] == "succeeded"
+    assert snapshot(server_client, server_world) == MOVED
+    assert primary_services(outage, "hang") == {"elasticloadbalancing", "ssm"}
+    steps = {s["id"]: s for s in run["steps"]}
+    for sid in PUT_UP:
+        step = steps[sid]
+        assert step["status"] == "failed (best effort)"
+        assert "ReadTimeoutError" in step["error"] or "ConnectTimeoutError" in step["error"], step["error"]
+        # its 5 s deadline, overrun by at most a last call's 1 s floor; a 15 s read timeout per call took 15 s
+        assert step["finished_at"] - step["started_at"] < 7.0, step
+    assert took < 25, f"{took:.1f} s"  # the two steps, two 0.2 s health intervals, process start-up

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
 from scaler import retry
-from scaler.aws import AwsClients, AwsSettings, classify
+from scaler.aws import AwsClients, AwsSettings, call_timeout, classify
 from scaler.clock import FakeClock
 from scaler.errors import PermanentError, TransientError
+from scaler.retry import RetryPolicy
+from scaler.runbook.context import StepContext
+from scaler.runbook.redact import Redactor
 
 
 def client_error(code: str, status: int, message: str = "x") -> ClientError:
@@ -124,3 +129,48 @@ def test_client_factory_sends_each_call_once(monkeypatch: pytest.MonkeyPatch) ->
         ssm.get_parameter(Name="x")
     assert caught.value.response["Error"]["Code"] == "ThrottlingException"
     assert len(sends) == 1
+
+
+@pytest.mark.parametrize(("within", "timeout"), [
+    (None, 15.0), (60.0, 15.0), (15.0, 15.0), (14.9, 10.0), (5.0, 5.0), (4.2, 3.0), (1.5, 1.0), (0.3, 1.0),
+    (-2.0, 1.0),
+])
+def test_a_call_with_a_deadline_times_out_within_it(within: float | None, timeout: float) -> None:
+    """A call that must end within `within` seconds gets the longest socket timeout that fits (at least 1 s), and
+    a client of its own per timeout, connecting within it too; without a deadline, the settings' 15 s."""
+    settings = AwsSettings(region="eu-west-1", endpoint_url="http://127.0.0.1:9")
+    assert call_timeout(settings, within) == timeout
+    clients = AwsClients(settings)
+    ssm = clients.client("ssm", within=within)
+    assert ssm.meta.config.read_timeout == timeout
+    assert ssm.meta.config.connect_timeout == min(5.0, timeout)
+    assert clients.client("ssm", within=within) is ssm
+    assert (clients.client("ssm") is ssm) == (timeout == 15.0)
+
+
+def test_each_try_of_a_step_call_gets_the_time_left_then() -> None:
+    """ctx.aws asks for a client bounded by the step's deadline at every try, as the clock moves on."""
+    clock = FakeClock(100.0)
+    seen: list[float | None] = []
+
+    class Clients:
+        settings = AwsSettings()
+
+        def client(self, service: str, region: str | None = None, *, within: float | None = None) -> object:
+            seen.append(within)
+            def describe(**_: object) -> dict:
+                clock.advance(4.0)  # the call takes 4 s
+                return {"ok": True}
+
+            return types.SimpleNamespace(describe=describe)
+
+    class NoAudit:
+        def write(self, event: str, **fields: object) -> None:
+            pass
+
+    ctx = StepContext(env=types.SimpleNamespace(clients=Clients(), clock=clock, audit=NoAudit()), run_id="r",
+                      step_id="s", phase="run", attempt=1, deadline=110.0, region=None, redactor=Redactor(),
+                      call_policy=RetryPolicy(attempts=1))
+    assert ctx.aws("ssm", "describe") == {"ok": True}
+    assert ctx.aws("ssm", "describe") == {"ok": True}
+    assert seen == [None, 10.0, None, 6.0]  # the operation looked up first; then each try's time left

@@ -1,5 +1,6 @@
 """A region outage for real: an HTTP proxy on 127.0.0.1 in front of the moto server that fails every call signed
-for a down region (HTTP 503, or a connection reset before any answer) and forwards everything else.
+for a down region (HTTP 503, a connection reset before any answer, or no answer at all) and forwards everything
+else.
 
 The region comes from the SigV4 credential scope in the Authorization header
 (`Credential=AKID/20261203/us-east-1/elasticloadbalancing/aws4_request`), as an AWS endpoint would see it.
@@ -30,7 +31,8 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
      "transfer-encoding", "upgrade", "content-length"}
 )
-Mode = Literal["503", "reset"]
+Mode = Literal["503", "reset", "hang"]
+HANG_AT_MOST = 60.0  # seconds a hanging call is held before its connection is closed (or until the proxy stops)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Outage:
     mode: Mode = "503"
     seen: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    released: threading.Event = field(default_factory=threading.Event)  # set when the proxy stops: hangs end
 
     def fail(self, *regions: str, mode: Mode = "503") -> None:
         with self.lock:
@@ -86,6 +89,12 @@ def handler(outage: Outage) -> type[BaseHTTPRequestHandler]:
             with outage.lock:
                 outcome = outage.mode if region in outage.down and service not in GLOBAL else "passed"
                 outage.seen[(region, service, outcome)] += 1
+            if outcome == "hang":
+                # The request was taken and nothing ever comes back, as from a region whose endpoints accept
+                # connections and then stall: only the client's own timeout ends the call.
+                outage.released.wait(HANG_AT_MOST)
+                self.close_connection = True
+                return
             if outcome == "reset":
                 # SO_LINGER 0: close sends RST, the client reads a reset connection and no answer.
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -144,5 +153,6 @@ def outage_proxy(upstream: str) -> Iterator[Outage]:
     try:
         yield outage
     finally:
+        outage.released.set()
         server.shutdown()
         server.server_close()

@@ -76,7 +76,9 @@ class Apps:
         `what`, its arguments but not a patch's body), retried on 429, 5xx and no answer as AWS calls are."""
 
         def once() -> Any:
-            answer = method(_request_timeout=self.inputs.request_timeout, _preload_content=False, **args)
+            # within the step's time left (at least a second), as an AWS call or an HTTP request is
+            left = max(1.0, self.ctx.deadline - self.ctx.clock.now())
+            answer = method(_request_timeout=min(self.inputs.request_timeout, left), _preload_content=False, **args)
             return json.loads(answer.data)  # a body that is not JSON is classified as the API's errors are
 
         told = {"namespace": self.inputs.namespace, **{k: v for k, v in args.items() if k not in ("body",
