@@ -4,6 +4,7 @@ re-run (as after a crash), refusals, waiting on the run's clock, outputs for und
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from scaler.clock import FakeClock
-from scaler.errors import PermanentError
+from scaler.errors import PermanentError, TransientError
 from scaler.runbook.actions import REGISTRY
 from scaler.runbook.actions.kube import MARK, undo_patch
 from scaler.runbook.errors import StepTimeout
@@ -433,6 +434,19 @@ def test_undo_times_out_naming_what_it_waited_for(h: Harness, kube: FakeKube) ->
     with pytest.raises(StepTimeout, match="0 out of 3 new replicas have been updated"):
         h.run("kubernetes.rollout_undo", h.new_run(), namespace="shop", name="checkout",
               kubeconfig=str(kube.kubeconfig), interval=5, timeout=30)
+
+
+def test_a_request_that_gets_no_answer_times_out_within_the_steps_time_left(h: Harness, kube: FakeKube) -> None:
+    """A Kubernetes API that takes the request and stalls: each try waits the step's time left (2 s here, the
+    run's clock standing still), not the action's 10 s request timeout; three tries, then a transient error."""
+    kube.stall(CHECKOUT, 30.0, times=3)
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        h.run("kubernetes.rollout_undo", h.new_run(), namespace="shop", name="checkout",
+              kubeconfig=str(kube.kubeconfig), timeout=2.0)
+    took = time.monotonic() - started
+    assert len(kube.requests_to(CHECKOUT)) == 3
+    assert 3 * 2.0 <= took < 3 * 2.0 + 4.0, f"{took:.1f} s"  # 3 x 10 s with the request timeout alone
 
 
 def test_each_request_is_retried_on_429_and_5xx(h: Harness, kube: FakeKube) -> None:
