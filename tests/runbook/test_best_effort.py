@@ -54,7 +54,7 @@ def deny(svc: RunbookService, name: str, value: str | None = None) -> None:
         hit = args.get("Name") == name and value in (None, args.get("Value"))
         return FailNTimes(1, *DENIED)(**kw) if hit else None
 
-    svc.clients.client("ssm", PRIMARY).meta.events.register("before-call.ssm.PutParameter", hook)
+    svc.clients.events("ssm", PRIMARY).register("before-call.ssm.PutParameter", hook)
 
 
 def value(client: ClientFor, name: str) -> str | None:

@@ -183,7 +183,7 @@ def test_throttling_on_every_call_still_applies_each_effect_once(
         web: Web) -> None:
     throttle = ThrottleEachOperation(2)
     for service in ("rds", "ssm", "elbv2", "route53", "ecs"):
-        server_service.clients.client(service, PRIMARY).meta.events.register("before-call", throttle)
+        server_service.clients.events(service, PRIMARY).register("before-call", throttle)
     for path in (CHECKOUT, replicasets_path("shop")):
         kube.fail(path, 429, times=2)
     run = server_service.start(case.runbook, case.params(world, web, kube), trigger=case.trigger)
@@ -236,7 +236,7 @@ def busy(parsed, **_):
 
 for service, operation in (("rds", "DescribeDBInstances"), ("rds", "DescribeDBClusters"),
                            ("ecs", "DescribeServices")):
-    svc.clients.client(service, "us-east-1").meta.events.register(f"after-call.{service}.{operation}", busy)
+    svc.clients.events(service, "us-east-1").register(f"after-call.{service}.{operation}", busy)
 svc.start(runbook, json.loads(params), trigger=Trigger("manual", "drill", "process killed mid-run"))
 """
 
@@ -361,7 +361,7 @@ def test_a_second_alert_does_not_roll_back_again(server_service: RunbookService,
 def test_a_restore_that_cannot_point_the_application_rolls_back_and_keeps_the_restored_database(
         server_service: RunbookService, server_client: ClientFor, web: Web) -> None:
     world = build_database(server_client, "instance")
-    server_service.clients.client("route53", PRIMARY).meta.events.register(
+    server_service.clients.events("route53", PRIMARY).register(
         "before-call.route53.ChangeResourceRecordSets", FailNTimes(100, "AccessDenied", 403))
     run = server_service.start("database-restore", database_params(world, web), trigger=CORRUPTED)
     assert run.status == "rolled_back"

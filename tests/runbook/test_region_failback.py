@@ -136,7 +136,7 @@ def test_throttling_on_every_call_still_applies_each_effect_once(server_service:
     before = effects(server_service)
     throttle = ThrottleEachOperation(2)
     for service, region in (("route53", PRIMARY), ("elbv2", PRIMARY), ("ssm", PRIMARY), ("autoscaling", SECONDARY)):
-        server_service.clients.client(service, region).meta.events.register("before-call", throttle)
+        server_service.clients.events(service, region).register("before-call", throttle)
     run = server_service.start("region-failback", failback_params(failed_over, web, approval="false"),
                                trigger=ONCALL)
     assert run.status == "succeeded", run.error

@@ -124,7 +124,7 @@ def test_wait_insync_polls_until_insync(h: Harness, dns: World) -> None:
             return AWSResponse("http://fake", 200, {}, None), {"ChangeInfo": {"Id": "C1", "Status": "PENDING"}}
         return None
 
-    h.clients.client("route53").meta.events.register("before-call.route53.GetChange", answer)
+    h.clients.events("route53").register("before-call.route53.GetChange", answer)
     change = h.run("route53.failover", h.new_run(), zone_id=dns.zone_id, name=dns.record, to="west")["change_id"]
     start = h.clock.now()
     out = h.run("route53.wait_insync", h.new_run(), change_id=change, interval=5)
@@ -213,7 +213,7 @@ def test_rotation_retry_after_failure_reuses_the_pending_version(
         h: Harness, mocked: ClientFor, secrets: World) -> None:
     run = h.new_run()
     # finishSecret fails once permanently: the pending version exists, AWSCURRENT has not moved.
-    h.clients.client("secretsmanager").meta.events.register(
+    h.clients.events("secretsmanager").register(
         "before-call.secretsmanager.UpdateSecretVersionStage", FailNTimes(1, "AccessDeniedException", 403))
     with pytest.raises(PermanentError):
         h.run("secrets.rotate", run, secret_ids=["prod/db"], apply_to_parameter="/app/db")

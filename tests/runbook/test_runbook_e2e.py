@@ -94,7 +94,7 @@ def test_throttling_on_every_call_still_applies_each_effect_once(
     throttle = ThrottleEachOperation(2)
     for service, region in (("route53", PRIMARY), ("elbv2", PRIMARY), ("ssm", PRIMARY),
                             ("autoscaling", SECONDARY)):
-        server_service.clients.client(service, region).meta.events.register("before-call", throttle)
+        server_service.clients.events(service, region).register("before-call", throttle)
     run = server_service.start("region-failover", failover_params(server_world, web), trigger=ONCALL)
     assert run.status == "succeeded", run.error
     assert snapshot(server_client, server_world).roles == {"east": "SECONDARY", "west": "PRIMARY"}
@@ -108,7 +108,7 @@ def test_throttling_on_every_call_still_applies_each_effect_once(
 
 def test_permanent_error_mid_run_rolls_everything_back(server_service: RunbookService, server_client: ClientFor,
                                                        server_world: World, web: Web) -> None:
-    server_service.clients.client("autoscaling", SECONDARY).meta.events.register(
+    server_service.clients.events("autoscaling", SECONDARY).register(
         "before-call.autoscaling.SetDesiredCapacity", FailNTimes(100, "AccessDenied", 403))
     run = server_service.start("region-failover", failover_params(server_world, web), trigger=ONCALL)
     assert run.status == "rolled_back"

@@ -241,7 +241,7 @@ def test_failed_compensation_leaves_run_failed_naming_it(tmp_path: Path, clock: 
     runbook(tmp_path, "undo", [flag_step("a", "/a", "1"), flag_step("b", "/b", "2"), notify_step(web)])
     svc = svc_for(tmp_path, clock)
     # Deleting /b (its undo) is denied; /a's undo must still run.
-    svc.clients.client("ssm").meta.events.register("before-call.ssm.DeleteParameter",
+    svc.clients.events("ssm").register("before-call.ssm.DeleteParameter",
                                                    FailNTimes(1, "AccessDeniedException", 403))
     run = svc.start("undo", {}, trigger=WHO)
     assert run.status == "failed" and "compensation failed for: b" in str(run.error)
@@ -299,7 +299,7 @@ def crash_on(n: int) -> Any:
 def test_resume_continues_at_the_unfinished_step(tmp_path: Path, clock: FakeClock, mocked: ClientFor,
                                                  two_flags: Path) -> None:
     svc = svc_for(tmp_path, clock)
-    svc.clients.client("ssm").meta.events.register("before-call.ssm.PutParameter", crash_on(2))
+    svc.clients.events("ssm").register("before-call.ssm.PutParameter", crash_on(2))
     with pytest.raises(Crash):
         svc.start("flags", {}, trigger=WHO)
     [run] = svc.status()

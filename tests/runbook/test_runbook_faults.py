@@ -286,7 +286,7 @@ def test_throttling_on_every_call_still_applies_each_effect_once(
     assert case.state(server_client, world, web) == case.before(world)
     throttle = ThrottleEachOperation(2)
     for service in ("elbv2", "ssm", "secretsmanager"):
-        server_service.clients.client(service, PRIMARY).meta.events.register("before-call", throttle)
+        server_service.clients.events(service, PRIMARY).register("before-call", throttle)
     run = server_service.start(case.runbook, case.params(world, web), trigger=DRILL)
     assert run.status == "succeeded", run.error
     assert case.state(server_client, world, web) == case.after(world, run)

@@ -174,3 +174,25 @@ def test_each_try_of_a_step_call_gets_the_time_left_then() -> None:
     assert ctx.aws("ssm", "describe") == {"ok": True}
     assert ctx.aws("ssm", "describe") == {"ok": True}
     assert seen == [None, 10.0, None, 6.0]  # the operation looked up first; then each try's time left
+
+
+def test_a_handler_registered_for_a_service_reaches_every_client_of_it() -> None:
+    """clients.events(service, region).register(...) applies to the client made already, to each shorter-timeout
+    client made later, and to no other service or region."""
+    clients = AwsClients(AwsSettings(region="eu-west-1", endpoint_url="http://127.0.0.1:9"))
+    before = clients.client("ssm")
+    seen: list[str] = []
+
+    def refuse(**kw: object) -> tuple[object, dict]:
+        seen.append(str(kw["model"].name))
+        return (AWSResponse("http://x", 400, {}, None), {"Error": {"Code": "AccessDenied", "Message": "no"}})
+
+    clients.events("ssm").register("before-call.ssm.GetParameter", refuse)
+    for client in (before, clients.client("ssm", within=4.0), clients.client("ssm", within=1.0)):
+        with pytest.raises(ClientError):
+            client.get_parameter(Name="x")
+    assert seen == ["GetParameter"] * 3
+    # another region: no handler, so the call goes out (to port 9, where nothing listens) and fails there
+    with pytest.raises(EndpointConnectionError):
+        clients.client("ssm", "us-west-2", within=4.0).get_parameter(Name="x")
+    assert seen == ["GetParameter"] * 3
