@@ -179,7 +179,8 @@ class ParquetTimeline:
         self.path = path
         self.names = list(names)
         text = pa.dictionary(pa.int32(), pa.string())
-        fields = [pa.field("policy", text), pa.field("target", text), pa.field("time", pa.float64()),
+        self.time = pa.timestamp("ms", tz="UTC")  # what pandas, Polars and DuckDB read as a time in UTC
+        fields = [pa.field("policy", text), pa.field("target", text), pa.field("time", self.time),
                   pa.field("replicas", pa.int64()), pa.field("ready_replicas", pa.int64()),
                   pa.field("desired", pa.int64())]
         for n in self.names:
@@ -201,7 +202,7 @@ class ParquetTimeline:
             arrays: list[pa.Array] = [
                 pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([r.policy.name])),
                 pa.DictionaryArray.from_arrays(pa.array(rows.target_codes(block).astype(np.int32)), targets),
-                pa.array(np.tile(r.times, block.stop - block.start)),
+                pa.array(np.round(np.tile(r.times, block.stop - block.start) * 1000).astype(np.int64), self.time),
                 _counts(rows.flat(tl.replicas, block)),
                 _counts(rows.flat(tl.ready, block)),
                 _counts(rows.flat(tl.desired, block)),

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -117,7 +118,8 @@ def test_parquet_holds_the_values_of_the_csv(fleet: list[Result], tmp_path: Path
     # names as they are (the CSV's leading quote is for spreadsheets only)
     assert [spreadsheet_text(p) for p in got["policy"]] == col["policy"]
     assert [spreadsheet_text(t) for t in got["target"]] == col["target"]
-    assert [f"{t:.0f}" for t in got["time"]] == col["time"]
+    assert table.schema.field("time").type == pa.timestamp("ms", tz="UTC")  # a time, read as one
+    assert [f"{t.timestamp():.0f}" for t in got["time"]] == col["time"]
     for name in ("replicas", "ready_replicas", "desired"):
         assert [str(v) for v in got[name]] == col[name]
     for name, places in (("cpu", 6), ("cpu_smoothed", 6), ("demand", 4)):
