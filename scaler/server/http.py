@@ -88,6 +88,29 @@ def _app(registry: CollectorRegistry, ready: ReadyCheck, endpoint: WebhookEndpoi
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: wrong_method})
 
 
+PROBES = frozenset({"/healthz", "/readyz"})
+"""Paths answered whatever the load: a kubelet that reads 503 on a liveness probe during an alert storm would
+restart the server that was about to answer the storm."""
+
+
+class _Capped:
+    """The connection cap, checked per request as uvicorn's limit_concurrency is (connections open, requests in
+    flight), but not for the probes: past it, 503 (Alertmanager retries) for everything else."""
+
+    def __init__(self, app: Callable, limit: int) -> None:
+        self.app, self.limit = app, limit
+        self.state: uvicorn.server.ServerState | None = None  # the server's, set once it exists
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI's own three
+        # uvicorn decides before this request's task exists; here it is one of the tasks, so more than `limit`
+        state = self.state
+        if state is not None and scope["type"] == "http" and scope["path"] not in PROBES and (
+                len(state.connections) >= self.limit or len(state.tasks) > self.limit):
+            await _text(HTTPStatus.SERVICE_UNAVAILABLE, "busy: too many connections, retry")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
     """A listening socket, so the port is known and taken (or OSError raised) before start()."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -142,18 +165,20 @@ class Server:
         endpoint = None if webhook is None else WebhookEndpoint(webhook, self.metrics, self._pool, limits.body_timeout)
         app = _app(registry, lambda: self.ready(), endpoint, webhook.path if webhook else None)
         protocol = type("Protocol", (GuardedH11,), {"header_timeout": limits.header_timeout})
+        capped = _Capped(app, limits.max_connections)
         config = uvicorn.Config(
-            app, http=protocol, ws="none", lifespan="off", interface="asgi3", loop="asyncio",
+            capped, http=protocol, ws="none", lifespan="off", interface="asgi3", loop="asyncio",
             # uvicorn's own logging: warnings and errors only ("Started server process" is not news in a
             # thread), no access log (a storm would write a line per alert), and no handlers of its own.
             log_config=None, log_level="warning", access_log=False,
             proxy_headers=False,  # nothing sits in front to vouch for X-Forwarded-For
             server_header=False, headers=[("Server", "scaler")],
-            backlog=limits.backlog, limit_concurrency=limits.max_connections,
+            backlog=limits.backlog,  # the connection cap is _Capped's, which lets the probes through
             timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type] - a float works, the hint says int
             timeout_graceful_shutdown=limits.graceful_shutdown,  # type: ignore[arg-type]
         )
         self._uvicorn = _Uvicorn(config)
+        capped.state = self._uvicorn.server_state  # the connections and requests uvicorn counts
         self._thread: threading.Thread | None = None
 
     @property

@@ -269,3 +269,21 @@ def test_a_slow_dispatch_does_not_stall_probes_or_metrics() -> None:
         for t in posts:
             t.join(10)
         assert answers == [202] * len(posts)
+
+
+def test_probes_are_answered_past_the_connection_cap() -> None:
+    """An alert storm holds every connection the cap allows: the webhook and /metrics answer 503 (retry), the
+    liveness and readiness probes still answer 200, so the kubelet does not restart the server mid-storm."""
+    with running(Limits(max_connections=10, header_timeout=5.0)) as a:
+        holders = [socket.create_connection(("127.0.0.1", a.server.port), timeout=5) for _ in range(12)]
+        for s in holders:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(0.2)
+        assert a.post(body())[0] == 503
+        for path, status in (("/healthz", 200), ("/readyz", 200), ("/metrics", 503)):
+            with socket.create_connection(("127.0.0.1", a.server.port), timeout=5) as s:
+                s.sendall(_head(a.server.port, [f"GET {path} HTTP/1.1", "Connection: close"]))
+                got = _answer(s)
+            assert got.startswith(f"HTTP/1.1 {status} ".encode()), (path, got[:80])
+        for s in holders:
+            s.close()
