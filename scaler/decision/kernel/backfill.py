@@ -8,6 +8,7 @@ window's own fill is scaler.decision.kernel.seasonal.fill_seasonal.
 from __future__ import annotations
 
 from scaler.decision.kernel.cache import CACHE  # before numba: it picks numba's cache directory
+from scaler.decision.kernel.windows import noise_step
 
 # isort: split
 from numba import njit  # after the cache module, which settles where numba caches
@@ -48,11 +49,5 @@ def fill_noise(sums, alpha, newest, xs, load, serving):
         before = newest[j]
         for k in range(xs.shape[0]):
             x = xs[k, j] * serving[j] if load else xs[k, j]
-            if x == x:
-                level = sums[1, j]
-                sums[1, j] = x if level != level else level + alpha * (x - level)
-                if before == before:
-                    d = abs(x - before)
-                    change = sums[0, j]
-                    sums[0, j] = d if change != change else change + alpha * (d - change)
+            noise_step(sums, j, alpha, x, before)
             before = x

@@ -71,6 +71,20 @@ def _mean_max_row(highest, ring, head, slots, xs, load, serving, out, count):
 
 
 @njit(cache=CACHE, error_model="numpy")
+def noise_step(sums, j, alpha, x, before):
+    """A noisy max's two means for target j moved on by one sample x (`before`: the sample of the tick before;
+    NaN: none): sums[0, j] the mean absolute change, sums[1, j] the mean level, each started by its first term.
+    A missing sample moves neither."""
+    if x == x:
+        level = sums[1, j]
+        sums[1, j] = x if level != level else level + alpha * (x - level)
+        if before == before:
+            d = abs(x - before)
+            change = sums[0, j]
+            sums[0, j] = d if change != change else change + alpha * (d - change)
+
+
+@njit(cache=CACHE, error_model="numpy")
 def noisy_max_row(ring, head, slots, short, alpha, above, sums, xs, load, serving, out, noise, span):
     """A max window that reads further back while the metric is noisy: the highest sample present of the last
     `short` slots, or of all `slots` while the mean tick-to-tick change is more than `above` x the mean level.
@@ -89,13 +103,7 @@ def noisy_max_row(ring, head, slots, short, alpha, above, sums, xs, load, servin
         x = xs[j] * serving[j] if load else xs[j]
         before = ring[prev, j]
         ring[head, j] = x
-        if x == x:
-            level = sums[1, j]
-            sums[1, j] = x if level != level else level + alpha * (x - level)
-            if before == before:
-                d = abs(x - before)
-                change = sums[0, j]
-                sums[0, j] = d if change != change else change + alpha * (d - change)
+        noise_step(sums, j, alpha, x, before)
         change, level = sums[0, j], sums[1, j]
         ratio = math.nan
         if change == change and level == level:
