@@ -7,6 +7,7 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -68,7 +69,7 @@ class NotifyError(ProviderError):
         self.transient = transient
 
 
-class Channel:
+class Channel(ABC):
     """Where messages go: one webhook, one Alertmanager, one mailbox. Delivery happens on the notifier's thread,
     never the tick's; an error is a NotifyError and costs that message on that channel only."""
 
@@ -82,16 +83,18 @@ class Channel:
     def wants(self, message: Message) -> bool:
         return message.routed in self.severities
 
+    @abstractmethod
     def send(self, message: Message, *, now: float) -> None:
         """Deliver one message; `now` (unix seconds) stamps what the message itself does not."""
-        raise NotImplementedError
 
     def due(self, now: float) -> float | None:
         """Seconds until `resend` should run (0: now), or None when this channel has nothing to repeat."""
         return None
 
     def resend(self, now: float) -> None:
-        """Repeat what the receiver must keep hearing (Alertmanager: the alerts still firing)."""
+        """Repeat what the receiver must keep hearing (Alertmanager: the alerts still firing); most channels
+        have nothing to repeat."""
+        return None
 
 
 def iso(t: float) -> str:
