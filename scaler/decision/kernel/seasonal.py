@@ -27,6 +27,7 @@ from scaler.decision.kernel.codes import (
     S_SUM,
     SEASONAL_ROWS,
 )
+from scaler.decision.kernel.windows import sorted_percentile
 
 # isort: split
 from numba import njit  # after the cache module, which settles where numba caches
@@ -53,21 +54,6 @@ def _roll(block, j, buckets, nb):
     block[buckets + S_BUCKET, j] = nb
     block[buckets + S_SUM, j] = 0.0
     block[buckets + S_COUNT, j] = 0.0
-
-
-@njit(cache=CACHE, error_model="numpy")
-def _percentile(values, k, q):
-    """numpy's linear percentile of values[:k], sorted (NaN when k is 0)."""
-    if k == 0:
-        return math.nan
-    qq = q / 100.0
-    vi = k * qq + (1.0 + qq * -1.0) - 1.0  # numpy's virtual index for the linear method
-    lo = np.floor(vi)
-    gamma = vi - lo
-    a = values[min(max(int(lo), 0), k - 1)]
-    b = values[min(max(int(lo) + 1, 0), k - 1)]
-    diff = b - a
-    return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -152,7 +138,7 @@ def _figures(block, closing, buckets, level, q, changes, nb, scratch):
                     scratch[kept] = v
                     kept += 1
             scratch[:kept].sort()
-            room = _percentile(scratch, kept, q)
+            room = sorted_percentile(scratch, kept, q)
         block[buckets + S_CORR, j] = corr
         block[buckets + S_RATIO, j] = ratio
         block[buckets + S_LEVEL, j] = now_sum[j] / now_n[j] if now_n[j] > 0 else math.nan

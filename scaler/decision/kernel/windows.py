@@ -130,9 +130,23 @@ def noisy_max_row(ring, head, slots, short, alpha, above, sums, xs, load, servin
 
 
 @njit(cache=CACHE, error_model="numpy")
+def sorted_percentile(values, k, q):
+    """numpy's linear percentile of values[:k], sorted (NaN when k is 0)."""
+    if k == 0:
+        return math.nan
+    qq = q / 100.0
+    vi = k * qq + (1.0 + qq * -1.0) - 1.0  # numpy's virtual index for the linear method
+    lo = np.floor(vi)
+    gamma = vi - lo
+    a = values[min(max(int(lo), 0), k - 1)]
+    b = values[min(max(int(lo) + 1, 0), k - 1)]
+    diff = b - a
+    return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
+@njit(cache=CACHE, error_model="numpy")
 def _percentile_row(ring, head, slots, q, xs, load, serving, out, scratch):
     """numpy's linear percentile of the samples present in each target's ring (NaN when there are none)."""
-    qq = q / 100.0
     for j in range(xs.shape[0]):
         x = xs[j] * serving[j] if load else xs[j]
         ring[head, j] = x
@@ -146,15 +160,7 @@ def _percentile_row(ring, head, slots, q, xs, load, serving, out, scratch):
                     i -= 1
                 scratch[i] = v
                 k += 1
-        value = math.nan
-        if k > 0 and x == x:
-            vi = k * qq + (1.0 + qq * -1.0) - 1.0  # numpy's virtual index for the linear method
-            lo = np.floor(vi)
-            gamma = vi - lo
-            a = scratch[min(max(int(lo), 0), k - 1)]
-            b = scratch[min(max(int(lo) + 1, 0), k - 1)]
-            diff = b - a
-            value = b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+        value = sorted_percentile(scratch, k, q) if x == x else math.nan
         out[j] = value / serving[j] if load else value
 
 
